@@ -1,0 +1,252 @@
+//! The batch a collector fills on each run.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::name;
+use crate::rate::CounterWidth;
+
+/// What kind of value a sample is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A value published as it is (memory used, load average, a percentage).
+    Gauge,
+    /// An ever-growing count; the agent publishes its rate per second.
+    Counter {
+        /// The width at which the source wraps, when known.
+        width: Option<CounterWidth>,
+    },
+}
+
+/// The value of one sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SampleValue {
+    /// A gauge's value.
+    Gauge(f64),
+    /// A counter's raw reading.
+    Counter(u64, Option<CounterWidth>),
+}
+
+impl SampleValue {
+    /// The kind of this value.
+    pub fn kind(&self) -> MetricKind {
+        match self {
+            SampleValue::Gauge(_) => MetricKind::Gauge,
+            SampleValue::Counter(_, width) => MetricKind::Counter { width: *width },
+        }
+    }
+}
+
+/// One sample in a batch, borrowed from it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample<'a> {
+    /// The name below the collector's path, already sanitised (`total.user`).
+    pub name: &'a str,
+    /// The value.
+    pub value: SampleValue,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    start: u32,
+    end: u32,
+    value: SampleValue,
+}
+
+/// The samples of one collector run.
+///
+/// Names are stored back to back in one string and the entries in one
+/// vector; [`Batch::clear`] keeps both allocations, so a collector that
+/// reuses its batch allocates nothing per cycle once warmed up.
+///
+/// Names are dotted paths relative to the collector's path. Each component is
+/// sanitised on the way in (see [`crate::name`]); use
+/// [`Batch::gauge_parts`] or [`crate::name::component`] for parts that come
+/// from outside and may contain dots.
+#[derive(Debug)]
+pub struct Batch {
+    names: String,
+    entries: Vec<Entry>,
+    taken_at: Instant,
+    unix_seconds: i64,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Batch {
+    /// An empty batch stamped with the current time.
+    pub fn new() -> Self {
+        let mut b = Batch {
+            names: String::new(),
+            entries: Vec::new(),
+            taken_at: Instant::now(),
+            unix_seconds: 0,
+        };
+        b.stamp_now();
+        b
+    }
+
+    /// Empties the batch, keeping its allocations, and stamps it with the
+    /// current time.
+    pub fn clear(&mut self) {
+        self.names.clear();
+        self.entries.clear();
+        self.stamp_now();
+    }
+
+    /// Sets the moment the samples were taken: the monotonic instant that
+    /// rates divide by and the wall-clock second published with each value.
+    /// The agent stamps each batch just before `collect`; a collector whose
+    /// reading arrives much later (a slow HTTP endpoint) may stamp it again.
+    pub fn stamp(&mut self, taken_at: Instant, wall: SystemTime) {
+        self.taken_at = taken_at;
+        self.unix_seconds = wall
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+    }
+
+    /// Stamps the batch with the current time (see [`Batch::stamp`]).
+    pub fn stamp_now(&mut self) {
+        self.stamp(Instant::now(), SystemTime::now());
+    }
+
+    /// The monotonic instant the samples were taken.
+    pub fn taken_at(&self) -> Instant {
+        self.taken_at
+    }
+
+    /// The whole seconds since the Unix epoch when the samples were taken.
+    pub fn unix_seconds(&self) -> i64 {
+        self.unix_seconds
+    }
+
+    /// Adds a gauge named by a dotted path (`"total.user"`).
+    pub fn gauge(&mut self, name: &str, value: f64) {
+        self.push(name, SampleValue::Gauge(value));
+    }
+
+    /// Adds a counter whose width is unknown: a decrease is taken as a
+    /// reset and publishes nothing for that cycle.
+    pub fn counter(&mut self, name: &str, value: u64) {
+        self.push(name, SampleValue::Counter(value, None));
+    }
+
+    /// Adds a counter that wraps at `width`.
+    pub fn counter_with_width(&mut self, name: &str, value: u64, width: CounterWidth) {
+        self.push(name, SampleValue::Counter(value, Some(width)));
+    }
+
+    /// Adds a gauge named by components, each sanitised as a single
+    /// component: a dot inside one becomes `_`. Use this for names that come
+    /// from outside (`["web.backend", "srv 1", "scur"]` → `web_backend.srv_1.scur`).
+    pub fn gauge_parts(&mut self, parts: &[&str], value: f64) {
+        self.push_parts(parts, SampleValue::Gauge(value));
+    }
+
+    /// Adds a counter named by components (see [`Batch::gauge_parts`]).
+    pub fn counter_parts(&mut self, parts: &[&str], value: u64, width: Option<CounterWidth>) {
+        self.push_parts(parts, SampleValue::Counter(value, width));
+    }
+
+    /// Adds a sample named by a dotted path. A name with no component at all
+    /// is recorded as `_` so that the sample is visible rather than lost.
+    pub fn push(&mut self, name: &str, value: SampleValue) {
+        let start = self.names.len();
+        // `push_path` writes a leading dot when the string is not empty;
+        // names are stored back to back, so write into a fresh tail instead.
+        let mut wrote = false;
+        for part in name.split('.').filter(|p| !p.is_empty()) {
+            if wrote {
+                self.names.push('.');
+            }
+            name::push_component(&mut self.names, part);
+            wrote = true;
+        }
+        if !wrote {
+            self.names.push('_');
+        }
+        self.finish_entry(start, value);
+    }
+
+    fn push_parts(&mut self, parts: &[&str], value: SampleValue) {
+        let start = self.names.len();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                self.names.push('.');
+            }
+            name::push_component(&mut self.names, part);
+        }
+        if parts.is_empty() {
+            self.names.push('_');
+        }
+        self.finish_entry(start, value);
+    }
+
+    fn finish_entry(&mut self, start: usize, value: SampleValue) {
+        // Names are short and a batch holds at most a few hundred thousand;
+        // 4 GiB of names in one batch would be a bug, so saturate rather
+        // than panic.
+        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.entries.push(Entry {
+            start: to_u32(start),
+            end: to_u32(self.names.len()),
+            value,
+        });
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the batch holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The samples in the order they were added.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Sample<'_>> + '_ {
+        self.entries.iter().map(move |e| Sample {
+            name: self
+                .names
+                .get(e.start as usize..e.end as usize)
+                .unwrap_or(""),
+            value: e.value,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_sanitised_per_component() {
+        let mut b = Batch::new();
+        b.gauge("total.user", 1.0);
+        b.gauge("..a b\n.c..", 2.0);
+        b.gauge_parts(&["web.example", "srv 1\r\n", ""], 3.0);
+        b.counter("", 4);
+        let names: Vec<_> = b.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            ["total.user", "a_b_.c", "web_example.srv_1__._", "_"]
+        );
+    }
+
+    #[test]
+    fn clear_keeps_capacity() {
+        let mut b = Batch::new();
+        for i in 0..100 {
+            b.gauge(&format!("m{i}"), 1.0);
+        }
+        let cap = (b.names.capacity(), b.entries.capacity());
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(cap, (b.names.capacity(), b.entries.capacity()));
+    }
+}

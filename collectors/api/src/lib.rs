@@ -1,0 +1,24 @@
+//! The collector API of the carat metrics agent.
+//!
+//! This is the only crate a collector author depends on. It holds:
+//!
+//! - [`Collector`], the trait every collector implements (see its docs for
+//!   a complete example), and [`Environment`], what it is built with;
+//! - [`Batch`], where a run adds gauges and counters;
+//! - [`name`], the sanitising of names that come from outside;
+//! - [`rate`], the counter-to-rate rules the agent applies;
+//! - [`CollectorError`], what a failed run returns;
+//! - [`testing::Harness`], to run a collector in a test the way the agent does.
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod collector;
+pub mod error;
+pub mod name;
+pub mod rate;
+pub mod testing;
+
+pub use batch::{Batch, MetricKind, Sample, SampleValue};
+pub use collector::{CollectFuture, Collector, DynCollector, Environment};
+pub use error::CollectorError;
+pub use rate::{CounterWidth, RateTracker};

@@ -1,0 +1,116 @@
+//! carat's system collectors, reading the kernel's `/proc` files:
+//!
+//! - [`Cpu`] (`cpu`): share of CPU time per state, per core and in total,
+//!   from `/proc/stat`;
+//! - [`Memory`] (`memory`): memory and swap sizes from `/proc/meminfo`;
+//! - [`LoadAvg`] (`loadavg`): load averages and process counts from
+//!   `/proc/loadavg`.
+//!
+//! Metric names are Diamond's, so existing Graphite dashboards keep working.
+//! Every file is read under [`carat_collector::Environment::proc_root`], so
+//! the collectors work with a host's `/proc` bind-mounted into a container,
+//! and tests point them at recorded files. The README of this crate lists
+//! every option and metric.
+#![warn(missing_docs)]
+
+pub mod cpu;
+pub mod loadavg;
+pub mod memory;
+mod procfile;
+
+pub use cpu::{Cpu, CpuConfig};
+pub use loadavg::{LoadAvg, LoadAvgConfig};
+pub use memory::{Memory, MemoryConfig};
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Throw-away `/proc` roots for tests.
+
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use carat_collector::Environment;
+
+    /// A directory under the system's temp dir standing in for `/proc`,
+    /// removed when dropped.
+    pub struct ProcDir {
+        pub path: PathBuf,
+    }
+
+    impl ProcDir {
+        pub fn new(tag: &str) -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("carat-system-{}-{n}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            ProcDir { path }
+        }
+
+        /// Writes (or replaces) `relative` with `contents`.
+        pub fn write(&self, relative: &str, contents: &str) {
+            self.write_bytes(relative, contents.as_bytes());
+        }
+
+        pub fn write_bytes(&self, relative: &str, contents: &[u8]) {
+            std::fs::write(self.path.join(relative), contents).unwrap();
+        }
+
+        /// Copies a recorded fixture file in as `relative`.
+        pub fn copy_fixture(&self, fixture: &str, relative: &str) {
+            std::fs::copy(fixture_path(fixture), self.path.join(relative)).unwrap();
+        }
+
+        pub fn remove(&self, relative: &str) {
+            std::fs::remove_file(self.path.join(relative)).unwrap();
+        }
+
+        pub fn env(&self) -> Environment {
+            Environment {
+                proc_root: self.path.clone(),
+                ..Environment::default()
+            }
+        }
+    }
+
+    impl Drop for ProcDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+
+    /// `tests/fixtures/<relative>` of this crate.
+    pub fn fixture_path(relative: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(relative)
+    }
+
+    /// An environment whose proc root is the recorded fixture directory `dir`.
+    pub fn fixture_env(dir: &str) -> Environment {
+        Environment {
+            proc_root: fixture_path(dir),
+            ..Environment::default()
+        }
+    }
+
+    /// Asserts that `name` was published with a value within 1e-9 of `expected`.
+    #[track_caller]
+    pub fn assert_metric(
+        published: &carat_collector::testing::Published,
+        name: &str,
+        expected: f64,
+    ) {
+        let Some(actual) = published.get(name) else {
+            panic!(
+                "{name} was not published; published: {:?}",
+                published.names().collect::<Vec<_>>()
+            );
+        };
+        assert!(
+            (actual - expected).abs() < 1e-9,
+            "{name} = {actual}, expected {expected}"
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! The `loadavg` collector: load averages and process counts from
+//! `/proc/loadavg`.
+//!
+//! `/proc/loadavg` reads `0.07 0.11 0.07 1/86 4024`: the 1, 5 and 15 minute
+//! load averages, the runnable scheduling entities / all of them, and the
+//! last PID. Published as `01`, `05`, `15`, their `_normalized` versions
+//! (divided by the number of online CPUs), `processes_running` and
+//! `processes_total`.
+//!
+//! # Number of CPUs
+//!
+//! The online CPUs are counted as the `cpuN` lines of `/proc/stat` under the
+//! same proc root, read on every run, so that a CPU going offline is seen
+//! and a container watching its host's bind-mounted `/proc` divides by the
+//! host's CPUs. When that file cannot be read or has no `cpuN` line, the
+//! collector falls back to [`std::thread::available_parallelism`] as found
+//! when it was built (1 if even that fails). That is the number of CPUs
+//! *this process* may run on (affinity and cgroup quota included), which can
+//! be fewer than the host's online CPUs.
+//!
+//! A file that is not in this format is a [`CollectorError::Parse`] naming
+//! the file and line.
+
+use std::path::{Path, PathBuf};
+
+use carat_collector::{Batch, Collector, CollectorError, Environment};
+use serde::Deserialize;
+
+use crate::procfile::{parse_error, read_complete, read_text};
+
+/// Options of the `loadavg` collector: it has none of its own.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadAvgConfig {}
+
+/// The `loadavg` collector. See the [module documentation](self).
+pub struct LoadAvg {
+    path: PathBuf,
+    stat_path: PathBuf,
+    /// CPUs to divide by when `/proc/stat` gives no count.
+    fallback_cpus: usize,
+    buf: Vec<u8>,
+    stat_buf: Vec<u8>,
+}
+
+impl Collector for LoadAvg {
+    type Config = LoadAvgConfig;
+    const KIND: &'static str = "loadavg";
+    const DESCRIPTION: &'static str =
+        "Load averages (1, 5, 15 min, also per CPU) and process counts, from /proc/loadavg";
+    const DEFAULT_PATH: &'static str = "loadavg";
+
+    fn new(_config: LoadAvgConfig, env: &Environment) -> Result<Self, CollectorError> {
+        Ok(LoadAvg {
+            path: env.proc_path("loadavg"),
+            stat_path: env.proc_path("stat"),
+            fallback_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            buf: Vec::new(),
+            stat_buf: Vec::new(),
+        })
+    }
+
+    async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        let text = read_complete(&self.path, &mut self.buf)?;
+        let load = parse_loadavg(&self.path, text)?;
+        let cpus = match read_text(&self.stat_path, &mut self.stat_buf) {
+            Ok(stat) => match count_cpus(stat) {
+                0 => self.fallback_cpus,
+                n => n,
+            },
+            Err(_) => self.fallback_cpus,
+        } as f64;
+        batch.gauge("01", load.averages[0]);
+        batch.gauge("05", load.averages[1]);
+        batch.gauge("15", load.averages[2]);
+        batch.gauge("01_normalized", load.averages[0] / cpus);
+        batch.gauge("05_normalized", load.averages[1] / cpus);
+        batch.gauge("15_normalized", load.averages[2] / cpus);
+        batch.gauge("processes_running", load.running as f64);
+        batch.gauge("processes_total", load.total as f64);
+        Ok(())
+    }
+}
+
+/// What `/proc/loadavg` says.
+#[derive(Debug, PartialEq)]
+struct Load {
+    averages: [f64; 3],
+    running: u64,
+    total: u64,
+}
+
+fn parse_loadavg(path: &Path, text: &str) -> Result<Load, CollectorError> {
+    let line = text.lines().next().unwrap_or_default();
+    let bad = |why: String| {
+        parse_error(
+            path,
+            1,
+            format!("{why} in {line:?}; expected `load1 load5 load15 running/total lastpid`"),
+        )
+    };
+    let mut fields = line.split_ascii_whitespace();
+    let mut averages = [0.0; 3];
+    for (average, minutes) in averages.iter_mut().zip(["1", "5", "15"]) {
+        let field = fields
+            .next()
+            .ok_or_else(|| bad(format!("no {minutes} minute load average")))?;
+        *average = field
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| bad(format!("bad {minutes} minute load average {field:?}")))?;
+    }
+    let procs = fields
+        .next()
+        .ok_or_else(|| bad("no running/total processes".to_owned()))?;
+    let (running, total) = procs
+        .split_once('/')
+        .and_then(|(r, t)| Some((r.parse::<u64>().ok()?, t.parse::<u64>().ok()?)))
+        .ok_or_else(|| bad(format!("bad running/total processes {procs:?}")))?;
+    Ok(Load {
+        averages,
+        running,
+        total,
+    })
+}
+
+/// The number of `cpuN` lines in the text of `/proc/stat`.
+fn count_cpus(stat: &str) -> usize {
+    stat.lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{assert_metric, fixture_env, ProcDir};
+    use carat_collector::testing::Harness;
+
+    #[tokio::test]
+    async fn recorded_fixture() {
+        // proc-b/loadavg: "0.07 0.11 0.07 2/87 4068"; proc-b/stat has cpu0 and cpu1.
+        let mut h =
+            Harness::<LoadAvg>::new(LoadAvgConfig::default(), fixture_env("proc-b")).unwrap();
+        let p = h.collect().await.unwrap();
+        assert_metric(&p, "01", 0.07);
+        assert_metric(&p, "05", 0.11);
+        assert_metric(&p, "15", 0.07);
+        assert_metric(&p, "01_normalized", 0.07 / 2.0);
+        assert_metric(&p, "05_normalized", 0.11 / 2.0);
+        assert_metric(&p, "15_normalized", 0.07 / 2.0);
+        assert_metric(&p, "processes_running", 2.0);
+        assert_metric(&p, "processes_total", 87.0);
+        assert_eq!(p.metrics.len(), 8);
+    }
+
+    #[tokio::test]
+    async fn normalizes_by_cpu_lines_of_stat() {
+        let dir = ProcDir::new("loadavg-cpus");
+        dir.write("loadavg", "6.00 3.00 1.50 5/400 12345\n");
+        // 3 online CPUs (cpu1 offline), plus the aggregate line.
+        dir.write(
+            "stat",
+            "cpu  1 2 3 4\ncpu0 1 2 3 4\ncpu2 1 2 3 4\ncpu3 1 2 3 4\nintr 1\ncpufoo 1\n",
+        );
+        let mut h = Harness::<LoadAvg>::new(LoadAvgConfig::default(), dir.env()).unwrap();
+        let p = h.collect().await.unwrap();
+        assert_metric(&p, "01", 6.0);
+        assert_metric(&p, "01_normalized", 2.0);
+        assert_metric(&p, "05_normalized", 1.0);
+        assert_metric(&p, "15_normalized", 0.5);
+        assert_metric(&p, "processes_running", 5.0);
+        assert_metric(&p, "processes_total", 400.0);
+
+        // No stat: fall back to the parallelism available to this process.
+        dir.remove("stat");
+        let p = h.collect().await.unwrap();
+        let n = std::thread::available_parallelism().unwrap().get() as f64;
+        assert_metric(&p, "01_normalized", 6.0 / n);
+        assert_metric(&p, "15_normalized", 1.5 / n);
+
+        // A stat without cpuN lines: the same fallback.
+        dir.write("stat", "cpu  1 2 3 4\nintr 1\n");
+        let p = h.collect().await.unwrap();
+        assert_metric(&p, "05_normalized", 3.0 / n);
+    }
+
+    #[tokio::test]
+    async fn garbage_is_a_parse_error() {
+        let cases: &[(&str, &str)] = &[
+            ("", "line 1: empty file"),
+            ("0.07 0.11\n", "no 15 minute load average"),
+            ("0.07 0.11 0.07\n", "no running/total processes"),
+            (
+                "0.07 abc 0.07 1/86 4024\n",
+                "bad 5 minute load average \"abc\"",
+            ),
+            (
+                "nan 0.11 0.07 1/86 4024\n",
+                "bad 1 minute load average \"nan\"",
+            ),
+            (
+                "0.07 0.11 inf 1/86 4024\n",
+                "bad 15 minute load average \"inf\"",
+            ),
+            (
+                "-1 0.11 0.07 1/86 4024\n",
+                "bad 1 minute load average \"-1\"",
+            ),
+            (
+                "0.07 0.11 0.07 186 4024\n",
+                "bad running/total processes \"186\"",
+            ),
+            (
+                "0.07 0.11 0.07 1/x 4024\n",
+                "bad running/total processes \"1/x\"",
+            ),
+            ("0.07 0.11 0.07 1/8", "line 1: truncated"),
+        ];
+        for (loadavg, expected) in cases {
+            let dir = ProcDir::new("loadavg-garbage");
+            dir.write("loadavg", loadavg);
+            let mut h = Harness::<LoadAvg>::new(LoadAvgConfig::default(), dir.env()).unwrap();
+            let err = h.collect().await.unwrap_err();
+            assert_eq!(err.label(), "parse", "{loadavg:?}: {err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&dir.path.join("loadavg").display().to_string()),
+                "{msg}"
+            );
+            assert!(
+                msg.contains(expected),
+                "{loadavg:?}: {msg:?} lacks {expected:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_file_is_an_io_error() {
+        let dir = ProcDir::new("loadavg-missing");
+        let mut h = Harness::<LoadAvg>::new(LoadAvgConfig::default(), dir.env()).unwrap();
+        assert_eq!(h.collect().await.unwrap_err().label(), "io");
+    }
+
+    #[tokio::test]
+    async fn real_proc() {
+        let mut h =
+            Harness::<LoadAvg>::new(LoadAvgConfig::default(), Environment::default()).unwrap();
+        let p = h.collect().await.unwrap();
+        assert_eq!(p.metrics.len(), 8, "{:?}", p.metrics);
+        assert!(p.get("processes_total").unwrap() >= 1.0);
+    }
+
+    #[test]
+    fn metadata_and_config() {
+        assert_eq!(
+            (LoadAvg::KIND, LoadAvg::DEFAULT_PATH),
+            ("loadavg", "loadavg")
+        );
+        assert!(!LoadAvg::DESCRIPTION.contains('\n'));
+        use serde::de::value::{Error, MapDeserializer};
+        let empty: MapDeserializer<'_, std::vec::IntoIter<(&str, bool)>, Error> =
+            MapDeserializer::new(Vec::new().into_iter());
+        assert_eq!(LoadAvgConfig::deserialize(empty).unwrap(), LoadAvgConfig {});
+        let typo: MapDeserializer<'_, _, Error> =
+            MapDeserializer::new(vec![("simple", true)].into_iter());
+        assert!(LoadAvgConfig::deserialize(typo).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Configuration: TOML files, their validation, and the built-in default.
+//!
+//! The main file has an `[agent]` table, one table per collector instance
+//! (`[collector.cpu]`, or named instances of one kind such as
+//! `[collector.haproxy.edge]`) and one per output (`[output.graphite]`,
+//! `[output.graphite.dr]`). `agent.config_dir` names a directory of extra
+//! `*.toml` files holding more collector and output tables. Every problem is
+//! reported with the file, line and key it is at.
+
+mod env;
+mod error;
+mod load;
+mod types;
+
+pub use error::{line_and_column, ConfigError};
+pub use load::{load_file, load_str, BUILTIN_NAME};
+pub use types::{
+    AgentConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, Patterns, StdoutConfig,
+    COMMON_COLLECTOR_KEYS,
+};
+
+use std::path::PathBuf;
+
+use crate::registry::BuildFn;
+
+/// Where a table was defined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The file.
+    pub file: PathBuf,
+    /// The 1-based line of the table's first key or header.
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// One configured collector instance.
+#[derive(Clone)]
+pub struct CollectorInstance {
+    /// `cpu`, or `haproxy.edge` for a named instance.
+    pub name: String,
+    /// The collector kind.
+    pub kind: &'static str,
+    /// The kind's default metric path (Diamond's).
+    pub default_path: &'static str,
+    /// Options every collector has.
+    pub common: CommonOptions,
+    /// Builds the collector from its validated options.
+    pub build: BuildFn,
+    /// Where it was configured.
+    pub origin: Origin,
+}
+
+impl CollectorInstance {
+    /// The metric path below the host name: the `path` option, else the
+    /// kind's default path, followed by the instance name for named instances
+    /// (`haproxy.edge`).
+    pub fn path(&self) -> String {
+        if let Some(p) = &self.common.path {
+            return p.clone();
+        }
+        match self
+            .name
+            .strip_prefix(self.kind)
+            .and_then(|r| r.strip_prefix('.'))
+        {
+            Some(instance) => format!("{}.{instance}", self.default_path),
+            None => self.default_path.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for CollectorInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectorInstance")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("common", &self.common)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings of one output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputSettings {
+    /// Lines on standard output.
+    Stdout(StdoutConfig),
+    /// Carbon's plaintext protocol.
+    Graphite(GraphiteConfig),
+}
+
+impl OutputSettings {
+    /// The output kinds configuration files may name.
+    pub const KINDS: &'static [&'static str] = &["graphite", "stdout"];
+
+    /// The configured queue size, if any.
+    pub fn queue_size(&self) -> Option<usize> {
+        match self {
+            OutputSettings::Stdout(c) => c.queue_size,
+            OutputSettings::Graphite(c) => c.queue_size,
+        }
+    }
+}
+
+/// One configured output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputInstance {
+    /// `graphite`, or `graphite.dr` for a named instance.
+    pub name: String,
+    /// Its settings.
+    pub settings: OutputSettings,
+    /// Where it was configured.
+    pub origin: Origin,
+}
+
+/// A complete, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The `[agent]` table.
+    pub agent: AgentConfig,
+    /// Collector instances, enabled or not, in name order.
+    pub collectors: Vec<CollectorInstance>,
+    /// Outputs in name order.
+    pub outputs: Vec<OutputInstance>,
+    /// The files that were read, main file first.
+    pub files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// The proc root: `agent.proc_root`, else `$HOST_PROC`, else `/proc`.
+    pub fn proc_root(&self) -> PathBuf {
+        root_from(&self.agent.proc_root, "HOST_PROC", "/proc")
+    }
+
+    /// The sys root: `agent.sys_root`, else `$HOST_SYS`, else `/sys`.
+    pub fn sys_root(&self) -> PathBuf {
+        root_from(&self.agent.sys_root, "HOST_SYS", "/sys")
+    }
+}
+
+fn root_from(configured: &Option<PathBuf>, var: &str, default: &str) -> PathBuf {
+    configured
+        .clone()
+        .or_else(|| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(default))
+}

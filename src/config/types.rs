@@ -1,0 +1,228 @@
+//! The typed configuration: the `[agent]` table, the options every collector
+//! instance has, and the output tables.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::hostname::HostnameMethod;
+
+/// The `[agent]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// A fixed host name for metric paths; overrides `hostname_method`.
+    pub hostname: Option<String>,
+    /// How to find the host name when `hostname` is not set.
+    pub hostname_method: HostnameMethod,
+    /// First component of every metric path.
+    pub path_prefix: String,
+    /// Inserted between the host name and the collector path, when not empty.
+    pub path_suffix: String,
+    /// Default interval between collector runs, in seconds.
+    #[serde(deserialize_with = "seconds")]
+    pub interval: Duration,
+    /// Default upper bound of the random delay before a collector's first
+    /// run, in seconds, so collectors on many hosts do not run in lockstep.
+    #[serde(deserialize_with = "seconds_or_zero")]
+    pub splay: Duration,
+    /// A directory of extra `*.toml` files with collector and output tables,
+    /// read in name order after the main file.
+    pub config_dir: Option<PathBuf>,
+    /// Where the host's `/proc` is (a container mounts it elsewhere). The
+    /// `HOST_PROC` environment variable is used when this is not set.
+    pub proc_root: Option<PathBuf>,
+    /// Where the host's `/sys` is; `HOST_SYS` is used when this is not set.
+    pub sys_root: Option<PathBuf>,
+    /// How long, at most, SIGTERM waits for outputs to deliver what they hold.
+    #[serde(deserialize_with = "seconds_or_zero")]
+    pub shutdown_timeout: Duration,
+    /// Publish carat's own metrics under `<prefix>.<host>.carat`.
+    pub self_metrics: bool,
+    /// Log level when `RUST_LOG` is not set: error, warn, info, debug, trace.
+    pub log_level: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            hostname: None,
+            hostname_method: HostnameMethod::Smart,
+            path_prefix: "servers".into(),
+            path_suffix: String::new(),
+            interval: Duration::from_secs(10),
+            splay: Duration::from_secs(1),
+            config_dir: None,
+            proc_root: None,
+            sys_root: None,
+            shutdown_timeout: Duration::from_secs(10),
+            self_metrics: true,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// The keys every collector table may have, handled by the agent.
+pub const COMMON_COLLECTOR_KEYS: &[&str] = &[
+    "enabled",
+    "interval",
+    "path",
+    "splay",
+    "timeout",
+    "metrics_whitelist",
+    "metrics_blacklist",
+];
+
+/// Options every collector instance has.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommonOptions {
+    /// Run this instance.
+    pub enabled: bool,
+    /// Seconds between runs; the agent's `interval` when not set.
+    #[serde(deserialize_with = "optional_seconds")]
+    pub interval: Option<Duration>,
+    /// Path under the host name; the collector's Diamond path when not set.
+    pub path: Option<String>,
+    /// Upper bound of the random delay before the first run, in seconds.
+    #[serde(deserialize_with = "optional_seconds")]
+    pub splay: Option<Duration>,
+    /// Seconds a run may take before it is abandoned; the interval when not set.
+    #[serde(deserialize_with = "optional_seconds")]
+    pub timeout: Option<Duration>,
+    /// Regexes on the metric name below the collector path: when any is
+    /// given, only matching metrics are published.
+    pub metrics_whitelist: Patterns,
+    /// Regexes on the metric name below the collector path: matching metrics
+    /// are not published.
+    pub metrics_blacklist: Patterns,
+}
+
+impl Default for CommonOptions {
+    fn default() -> Self {
+        CommonOptions {
+            enabled: true,
+            interval: None,
+            path: None,
+            splay: None,
+            timeout: None,
+            metrics_whitelist: Patterns::default(),
+            metrics_blacklist: Patterns::default(),
+        }
+    }
+}
+
+/// One regex or a list of them (Diamond configs have a single string).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Patterns(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Patterns {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a regex string or a list of regex strings")]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => Patterns(vec![s]),
+            OneOrMany::Many(v) => Patterns(v),
+        })
+    }
+}
+
+/// The `[output.stdout]` table: Graphite plaintext lines on standard output.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutConfig {
+    /// Queue of batches between the collectors and this output.
+    pub queue_size: Option<usize>,
+}
+
+/// Transport of the graphite output.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphiteProtocol {
+    /// Plaintext lines over TCP: reconnects, buffers while carbon is away.
+    #[default]
+    Tcp,
+    /// Plaintext lines in UDP datagrams: fire and forget.
+    Udp,
+}
+
+/// The `[output.graphite]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphiteConfig {
+    /// Carbon's host name or address.
+    pub host: String,
+    /// Carbon's plaintext port.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: GraphiteProtocol,
+    /// Seconds allowed for a connect or a write before the connection is
+    /// dropped and retried.
+    #[serde(deserialize_with = "seconds")]
+    pub timeout: Duration,
+    /// Lines sent in one write (TCP) at most.
+    pub batch_size: usize,
+    /// Lines held while carbon is away; the oldest are dropped beyond this,
+    /// and every drop is counted.
+    pub max_buffered: usize,
+    /// First delay before reconnecting, in seconds; doubles on each failure.
+    #[serde(deserialize_with = "seconds")]
+    pub reconnect_min: Duration,
+    /// Longest delay between reconnection attempts, in seconds.
+    #[serde(deserialize_with = "seconds")]
+    pub reconnect_max: Duration,
+    /// Largest UDP datagram, in bytes (lines are packed up to this size).
+    pub max_packet_size: usize,
+    /// Queue of batches between the collectors and this output.
+    pub queue_size: Option<usize>,
+}
+
+impl Default for GraphiteConfig {
+    fn default() -> Self {
+        GraphiteConfig {
+            host: "127.0.0.1".into(),
+            port: 2003,
+            protocol: GraphiteProtocol::Tcp,
+            timeout: Duration::from_secs(5),
+            batch_size: 5000,
+            max_buffered: 100_000,
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+            max_packet_size: 1432,
+            queue_size: None,
+        }
+    }
+}
+
+/// A duration in seconds, integer or fractional, greater than zero.
+pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let secs = f64::deserialize(d)?;
+    positive_duration(secs, false).map_err(serde::de::Error::custom)
+}
+
+/// A duration in seconds that may be zero.
+pub fn seconds_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let secs = f64::deserialize(d)?;
+    positive_duration(secs, true).map_err(serde::de::Error::custom)
+}
+
+fn optional_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    seconds(d).map(Some)
+}
+
+fn positive_duration(secs: f64, zero_ok: bool) -> Result<Duration, String> {
+    // A week bounds typos like `interval = 36000000` without limiting real use.
+    const MAX: f64 = 7.0 * 24.0 * 3600.0;
+    if !secs.is_finite() || secs < 0.0 || (secs == 0.0 && !zero_ok) || secs > MAX {
+        let lower = if zero_ok { "0" } else { "more than 0" };
+        return Err(format!(
+            "{secs} is not a valid number of seconds (expected {lower} up to {MAX})"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}

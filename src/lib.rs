@@ -1,0 +1,38 @@
+//! carat: a host metrics agent. Collectors sample the host and the software
+//! on it; the agent names their metrics as Diamond did, turns counters into
+//! rates and ships the results to Graphite (and more outputs to come).
+//!
+//! The binary (`src/main.rs`) is a thin command line over this library;
+//! integration tests drive the library directly with their own collectors.
+
+pub mod agent;
+pub mod config;
+pub mod defaults;
+pub mod hostname;
+pub mod metrics;
+pub mod output;
+pub mod pipeline;
+pub mod registry;
+pub mod scheduler;
+pub mod self_metrics;
+pub mod stats;
+
+pub use agent::Agent;
+pub use config::{Config, ConfigError};
+pub use registry::Registry;
+
+use std::path::Path;
+
+/// Loads the configuration carat would use with `-c explicit`: the given
+/// file, `$CARAT_CONFIG`, `/etc/carat/carat.toml`, or the built-in default.
+/// Returns the configuration and whether it is the built-in one.
+pub fn load_config(
+    explicit: Option<&Path>,
+    registry: &Registry,
+) -> Result<(Config, bool), ConfigError> {
+    match defaults::config_path(explicit) {
+        Some(path) => config::load_file(&path, registry).map(|c| (c, false)),
+        None => config::load_str(defaults::BUILTIN, Path::new(config::BUILTIN_NAME), registry)
+            .map(|c| (c, true)),
+    }
+}

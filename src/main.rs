@@ -1,0 +1,193 @@
+//! The `carat` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use carat::{load_config, Agent, Registry};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "carat",
+    version,
+    about = "A host metrics agent with Diamond's metric paths"
+)]
+struct Cli {
+    /// Configuration file (default: $CARAT_CONFIG, then /etc/carat/carat.toml,
+    /// then the built-in default).
+    #[arg(short, long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent in the foreground until SIGTERM or SIGINT.
+    Run,
+    /// Run every enabled collector twice, print the metrics, exit.
+    Once {
+        /// Seconds between the two runs (rates need two samples).
+        #[arg(long, default_value_t = 1.0)]
+        gap: f64,
+    },
+    /// Validate the configuration and exit.
+    CheckConfig,
+    /// List the collector kinds this build has.
+    List,
+    /// Print a complete commented configuration.
+    SampleConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let registry = Registry::builtin();
+    match cli.command {
+        Command::List => {
+            for kind in registry.kinds() {
+                println!(
+                    "{:<12} {}  (path: {})",
+                    kind.kind, kind.description, kind.default_path
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::SampleConfig => {
+            print!("{}", carat::defaults::SAMPLE);
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig => match load_config(cli.config.as_deref(), &registry) {
+            Ok((config, builtin)) => {
+                let source = if builtin {
+                    "the built-in default".to_owned()
+                } else {
+                    describe_files(&config)
+                };
+                let enabled = config
+                    .collectors
+                    .iter()
+                    .filter(|c| c.common.enabled)
+                    .count();
+                println!(
+                    "configuration OK ({source}): {enabled} collector instances enabled, {} outputs",
+                    config.outputs.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(&e),
+        },
+        Command::Once { gap } => {
+            let (config, _) = match load_config(cli.config.as_deref(), &registry) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            init_logging(&config.agent.log_level);
+            let gap = Duration::try_from_secs_f64(gap).unwrap_or(Duration::from_secs(1));
+            let Ok(runtime) = runtime() else {
+                eprintln!("carat: cannot start the async runtime");
+                return ExitCode::FAILURE;
+            };
+            let agent = Agent::new(config);
+            let (lines, errors) = runtime.block_on(agent.collect_twice(gap));
+            for line in &lines {
+                println!("{line}");
+            }
+            for e in &errors {
+                eprintln!("carat: collector {e}");
+            }
+            if errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Run => {
+            let (config, builtin) = match load_config(cli.config.as_deref(), &registry) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            init_logging(&config.agent.log_level);
+            if builtin {
+                tracing::info!(
+                    "no configuration file found (-c, $CARAT_CONFIG, {}): running the built-in default: cpu, memory and loadavg every 10 s to standard output",
+                    carat::defaults::SYSTEM_PATH
+                );
+            } else {
+                tracing::info!("configuration read from {}", describe_files(&config));
+            }
+            let Ok(runtime) = runtime() else {
+                eprintln!("carat: cannot start the async runtime");
+                return ExitCode::FAILURE;
+            };
+            runtime.block_on(async {
+                let agent = Agent::new(config);
+                tracing::info!(
+                    "carat {} running as host `{}`",
+                    env!("CARGO_PKG_VERSION"),
+                    agent.host()
+                );
+                agent.run_until(termination()).await;
+            });
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn describe_files(config: &carat::Config) -> String {
+    config
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn config_error(e: &carat::ConfigError) -> ExitCode {
+    eprintln!("carat: configuration error: {e}");
+    ExitCode::from(2)
+}
+
+/// Two worker threads: collectors spend their time waiting on I/O, and the
+/// agent must stay small on every host.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .thread_name("carat-worker")
+        .enable_all()
+        .build()
+}
+
+fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    // Collector panics are caught and reported once per burst by the
+    // scheduler; the default hook would print every one of them.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::debug!("panic: {info}");
+    }));
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

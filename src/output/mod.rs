@@ -1,0 +1,144 @@
+//! Outputs: where published metrics go.
+//!
+//! Every output runs as its own task with its own bounded queue. Collectors
+//! hand each batch to every queue without waiting ([`Fanout::send`]); a full
+//! queue drops that batch for that output only, and counts it. So a slow or
+//! dead output never delays collection or another output.
+
+pub mod backoff;
+pub mod buffer;
+pub mod encode;
+pub mod graphite;
+pub mod stdout;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::{GraphiteProtocol, OutputInstance, OutputSettings};
+use crate::metrics::MetricBatch;
+use crate::stats::OutputStats;
+
+/// What travels on an output's queue: one collector run's metrics, shared
+/// by every output.
+pub type OutputBatch = Arc<MetricBatch>;
+
+/// Batches a queue holds by default: at a 10 s interval with a dozen
+/// collectors, several minutes of an output that stopped reading.
+pub const DEFAULT_QUEUE_SIZE: usize = 1024;
+
+/// How long an output may keep delivering after its queue closed.
+#[derive(Clone, Copy, Debug)]
+pub struct Closing {
+    grace: Duration,
+}
+
+impl Closing {
+    /// Outputs get `grace` after the last batch to deliver what they hold.
+    pub fn new(grace: Duration) -> Self {
+        Closing { grace }
+    }
+
+    /// The deadline counted from now.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.grace
+    }
+}
+
+struct Queue {
+    name: String,
+    sender: mpsc::Sender<OutputBatch>,
+    stats: Arc<OutputStats>,
+    full_logged: AtomicBool,
+}
+
+/// Hands batches to every output's queue.
+pub struct Fanout {
+    queues: Vec<Queue>,
+}
+
+impl Fanout {
+    /// Gives `batch` to every output; never waits. A full or closed queue
+    /// drops the batch for that output and counts it as dropped.
+    pub fn send(&self, batch: MetricBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        let batch = Arc::new(batch);
+        for q in &self.queues {
+            match q.sender.try_send(Arc::clone(&batch)) {
+                Ok(()) => q.full_logged.store(false, Ordering::Relaxed),
+                Err(e) => {
+                    OutputStats::add(&q.stats.dropped, batch.len() as u64);
+                    if !q.full_logged.swap(true, Ordering::Relaxed) {
+                        let why = match e {
+                            mpsc::error::TrySendError::Full(_) => "its queue is full",
+                            mpsc::error::TrySendError::Closed(_) => "it has stopped",
+                        };
+                        tracing::warn!(
+                            output = %q.name,
+                            "dropping metrics for output {}: {why}; drops are counted in carat.output.{}.dropped",
+                            q.name,
+                            q.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The running outputs: their fan-out and their tasks.
+pub struct Outputs {
+    /// Where collectors send batches.
+    pub fanout: Arc<Fanout>,
+    /// The output tasks; each ends once every [`Fanout`] is dropped and it
+    /// has delivered what it holds (or its grace time ran out).
+    pub tasks: Vec<(String, JoinHandle<()>)>,
+}
+
+/// Starts every configured output. `stats` gives each output's statistics,
+/// in the same order as `outputs`.
+pub fn start(outputs: &[OutputInstance], stats: &[Arc<OutputStats>], closing: Closing) -> Outputs {
+    let mut queues = Vec::with_capacity(outputs.len());
+    let mut tasks = Vec::with_capacity(outputs.len());
+    for (output, stats) in outputs.iter().zip(stats) {
+        let size = output
+            .settings
+            .queue_size()
+            .unwrap_or(DEFAULT_QUEUE_SIZE)
+            .max(1);
+        let (sender, receiver) = mpsc::channel(size);
+        let name = output.name.clone();
+        let task_stats = Arc::clone(stats);
+        let task = match &output.settings {
+            OutputSettings::Stdout(_) => {
+                tokio::spawn(stdout::run(name.clone(), receiver, task_stats))
+            }
+            OutputSettings::Graphite(g) if g.protocol == GraphiteProtocol::Udp => tokio::spawn(
+                graphite::run_udp(name.clone(), g.clone(), receiver, task_stats),
+            ),
+            OutputSettings::Graphite(g) => tokio::spawn(graphite::run_tcp(
+                name.clone(),
+                g.clone(),
+                receiver,
+                task_stats,
+                closing,
+            )),
+        };
+        queues.push(Queue {
+            name: name.clone(),
+            sender,
+            stats: Arc::clone(stats),
+            full_logged: AtomicBool::new(false),
+        });
+        tasks.push((name, task));
+    }
+    Outputs {
+        fanout: Arc::new(Fanout { queues }),
+        tasks,
+    }
+}

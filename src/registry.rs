@@ -1,0 +1,93 @@
+//! The collector kinds this agent knows, and how each is built from its
+//! configuration table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use carat_collector::{Collector, CollectorError, DynCollector, Environment};
+use serde::Deserialize;
+
+/// Builds a collector instance from its already-validated options. Kept so a
+/// collector that panicked or hung can be rebuilt from the same options.
+pub type BuildFn =
+    Arc<dyn Fn(&Environment) -> Result<Box<dyn DynCollector>, CollectorError> + Send + Sync>;
+
+type ParseFn = fn(toml::de::ValueDeserializer<'_>) -> Result<BuildFn, toml::de::Error>;
+
+/// One kind of collector (`cpu`, `haproxy`, …).
+#[derive(Clone)]
+pub struct CollectorKind {
+    /// The name used in `[collector.<kind>]`.
+    pub kind: &'static str,
+    /// One line for `carat list`.
+    pub description: &'static str,
+    /// The metric path used when an instance sets none.
+    pub default_path: &'static str,
+    parse: ParseFn,
+}
+
+impl CollectorKind {
+    /// Validates an instance's options and returns how to build it.
+    pub fn parse(
+        &self,
+        options: toml::de::ValueDeserializer<'_>,
+    ) -> Result<BuildFn, toml::de::Error> {
+        (self.parse)(options)
+    }
+}
+
+fn parse_options<C: Collector>(
+    options: toml::de::ValueDeserializer<'_>,
+) -> Result<BuildFn, toml::de::Error> {
+    let config = C::Config::deserialize(options)?;
+    Ok(Arc::new(move |env: &Environment| {
+        let collector = C::new(config.clone(), env)?;
+        Ok(Box::new(collector) as Box<dyn DynCollector>)
+    }))
+}
+
+/// The collector kinds available to configuration files.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, CollectorKind>,
+}
+
+impl Registry {
+    /// An empty registry (tests register their own collectors).
+    pub fn empty() -> Self {
+        Registry::default()
+    }
+
+    /// Every collector built into this binary.
+    pub fn builtin() -> Self {
+        let mut r = Registry::empty();
+        r.register::<carat_system::Cpu>();
+        r.register::<carat_system::Memory>();
+        r.register::<carat_system::LoadAvg>();
+        r
+    }
+
+    /// Adds collector type `C` under its `KIND`, replacing any kind of that name.
+    pub fn register<C: Collector>(&mut self) -> &mut Self {
+        self.kinds.insert(
+            C::KIND,
+            CollectorKind {
+                kind: C::KIND,
+                description: C::DESCRIPTION,
+                default_path: C::DEFAULT_PATH,
+                parse: parse_options::<C>,
+            },
+        );
+        self
+    }
+
+    /// The kind named `kind`.
+    pub fn get(&self, kind: &str) -> Option<&CollectorKind> {
+        self.kinds.get(kind)
+    }
+
+    /// All kinds, sorted by name.
+    pub fn kinds(&self) -> impl Iterator<Item = &CollectorKind> {
+        self.kinds.values()
+    }
+}

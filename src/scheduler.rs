@@ -1,0 +1,253 @@
+//! Running one collector instance on its interval, isolated from the rest.
+//!
+//! Each run happens in its own tokio task, so a panic is caught by the
+//! runtime and reported through the task's handle, and a run that hangs past
+//! its timeout is aborted. Either way the collector value is lost and rebuilt
+//! from its configuration before the next run, after a backoff. Errors keep
+//! the collector and also back off. The first failure of a burst is logged;
+//! the rest are counted, and recovery is logged once.
+
+use std::any::Any;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use carat_collector::{Batch, CollectorError, DynCollector, Environment};
+use tokio::sync::watch;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+use crate::output::backoff::Backoff;
+use crate::output::Fanout;
+use crate::pipeline::Publisher;
+use crate::registry::BuildFn;
+use crate::stats::CollectorStats;
+
+/// The longest a failing collector waits between attempts, unless its own
+/// interval is longer.
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
+
+/// When an instance runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    /// Time between runs.
+    pub interval: Duration,
+    /// Upper bound of the random delay before the first run.
+    pub splay: Duration,
+    /// How long a run may take.
+    pub timeout: Duration,
+}
+
+/// How one run ended.
+pub enum RunOutcome {
+    /// The collector filled the batch.
+    Done(Box<dyn DynCollector>, Batch),
+    /// The collector returned an error; the batch holds what it added before.
+    Failed(Box<dyn DynCollector>, Batch, CollectorError),
+    /// The collector panicked, with the panic's message.
+    Panicked(String),
+    /// The run did not finish in time and was aborted.
+    TimedOut(Duration),
+}
+
+/// Runs `collector` once into `batch` (cleared and stamped first), in its
+/// own task, for at most `limit`.
+pub async fn run_once(
+    mut collector: Box<dyn DynCollector>,
+    mut batch: Batch,
+    limit: Duration,
+) -> RunOutcome {
+    batch.clear();
+    let task = tokio::spawn(async move {
+        let result = collector.collect_boxed(&mut batch).await;
+        (collector, batch, result)
+    });
+    let abort = task.abort_handle();
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok((c, b, Ok(())))) => RunOutcome::Done(c, b),
+        Ok(Ok((c, b, Err(e)))) => RunOutcome::Failed(c, b, e),
+        Ok(Err(join)) if join.is_panic() => RunOutcome::Panicked(panic_message(join.into_panic())),
+        Ok(Err(_)) => RunOutcome::Panicked("the run was cancelled".into()),
+        Err(_) => {
+            abort.abort();
+            RunOutcome::TimedOut(limit)
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_owned()
+    }
+}
+
+/// Everything one instance's task needs.
+pub struct Instance {
+    /// Instance name, for logs and statistics.
+    pub name: String,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// How to (re)build the collector.
+    pub build: BuildFn,
+    /// What the collector is built with.
+    pub env: Environment,
+    /// Names, filters and rates.
+    pub publisher: Publisher,
+    /// Where metrics go.
+    pub fanout: Arc<Fanout>,
+    /// Its statistics.
+    pub stats: Arc<CollectorStats>,
+}
+
+/// Runs `instance` on its schedule until `stop` turns true.
+pub async fn run(mut instance: Instance, mut stop: watch::Receiver<bool>) {
+    let schedule = instance.schedule;
+    let splay = schedule.splay.mul_f64(fastrand::f64());
+    let mut ticker = interval_at(Instant::now() + splay, schedule.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let max_backoff = schedule
+        .interval
+        .max(MAX_FAILURE_BACKOFF.min(schedule.interval * 10));
+    let mut backoff = Backoff::new(schedule.interval, max_backoff);
+    let mut health = Health::new(&instance.name);
+    let mut collector: Option<Box<dyn DynCollector>> = None;
+    let mut spare_batch = Some(Batch::new());
+    let mut next_attempt = Instant::now();
+
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+        if Instant::now() < next_attempt {
+            continue;
+        }
+        let stats = Arc::clone(&instance.stats);
+        stats.runs.fetch_add(1, Ordering::Relaxed);
+        let c = match collector.take() {
+            Some(c) => c,
+            None => match (instance.build)(&instance.env) {
+                Ok(c) => c,
+                Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    health.failed(&stats, &format!("cannot be built: {e}"));
+                    next_attempt = Instant::now() + backoff.next_delay();
+                    continue;
+                }
+            },
+        };
+        let batch = spare_batch.take().unwrap_or_default();
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            o = run_once(c, batch, schedule.timeout) => o,
+            _ = stop.changed() => break,
+        };
+        let elapsed = started.elapsed();
+        stats
+            .last_run_micros
+            .store(elapsed.as_micros() as u64, Ordering::Relaxed);
+        let failure = match outcome {
+            RunOutcome::Done(c, b) => {
+                publish(&mut instance, &b);
+                collector = Some(c);
+                spare_batch = Some(b);
+                None
+            }
+            RunOutcome::Failed(c, b, e) => {
+                // What was read before the error is valid: publish it.
+                publish(&mut instance, &b);
+                collector = Some(c);
+                spare_batch = Some(b);
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                Some(e.to_string())
+            }
+            RunOutcome::Panicked(message) => {
+                stats.panics.fetch_add(1, Ordering::Relaxed);
+                Some(format!(
+                    "panicked: {message}; it will be rebuilt from its configuration"
+                ))
+            }
+            RunOutcome::TimedOut(limit) => {
+                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                Some(format!(
+                    "did not finish within its timeout of {limit:?} and was abandoned; it will be rebuilt"
+                ))
+            }
+        };
+        match failure {
+            None => {
+                backoff.reset();
+                health.succeeded(&stats);
+            }
+            Some(why) => {
+                health.failed(&stats, &why);
+                next_attempt = Instant::now() + backoff.next_delay();
+            }
+        }
+    }
+}
+
+fn publish(instance: &mut Instance, batch: &Batch) {
+    let (metrics, report) = instance.publisher.publish(batch);
+    if report.non_finite > 0 {
+        tracing::debug!(
+            collector = %instance.name,
+            "{} samples were NaN or infinite and were not published",
+            report.non_finite
+        );
+    }
+    instance
+        .stats
+        .metrics
+        .fetch_add(metrics.len() as u64, Ordering::Relaxed);
+    instance.fanout.send(metrics);
+}
+
+/// Logs failures once per burst and recovery once.
+struct Health {
+    name: String,
+    failures: u64,
+}
+
+impl Health {
+    fn new(name: &str) -> Self {
+        Health {
+            name: name.to_owned(),
+            failures: 0,
+        }
+    }
+
+    fn failed(&mut self, stats: &CollectorStats, why: &str) {
+        self.failures += 1;
+        stats.failing.store(true, Ordering::Relaxed);
+        if self.failures == 1 {
+            tracing::warn!(
+                collector = %self.name,
+                "collector {} failed: {why}; retrying with backoff, further failures are counted in carat.collector.{}.*",
+                self.name,
+                self.name
+            );
+        } else {
+            tracing::debug!(collector = %self.name, "failed again: {why}");
+        }
+    }
+
+    fn succeeded(&mut self, stats: &CollectorStats) {
+        if self.failures > 0 {
+            tracing::info!(
+                collector = %self.name,
+                "collector {} recovered after {} failed runs",
+                self.name,
+                self.failures
+            );
+        }
+        self.failures = 0;
+        stats.failing.store(false, Ordering::Relaxed);
+    }
+}
