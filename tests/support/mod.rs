@@ -6,3 +6,70 @@
 #![allow(dead_code)]
 
 pub mod carbon;
+pub mod collectors;
+pub mod sink;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Loads `toml` (as if from `file`) with the test collectors registered.
+pub fn config(toml: &str) -> carat::Config {
+    carat::config::load_str(toml, Path::new("test.toml"), &collectors::registry())
+        .unwrap_or_else(|e| panic!("test configuration is invalid: {e}"))
+}
+
+/// A running agent and the means to stop it.
+pub struct Running {
+    /// The agent's statistics.
+    pub stats: Arc<carat::stats::AgentStats>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Starts `config` on the current tokio runtime.
+    pub fn start(config: carat::Config) -> Running {
+        let agent = carat::Agent::new(config);
+        let stats = agent.stats();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            let _ = rx.await;
+        });
+        let task = tokio::spawn(agent.run_until(shutdown));
+        Running {
+            stats,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the agent as SIGTERM would and waits for it, at most `limit`.
+    pub async fn stop(mut self, limit: Duration) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(limit, task)
+                .await
+                .expect("the agent stops within its limit")
+                .expect("the agent task ends cleanly");
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

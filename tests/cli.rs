@@ -1,0 +1,282 @@
+//! The `carat` command line, run as a process.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::sink::LineSink;
+
+fn carat() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_carat"));
+    c.env_remove("CARAT_CONFIG").env_remove("RUST_LOG");
+    c
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A line of Graphite's plaintext protocol: three fields, a sanitised path.
+fn assert_graphite_line(line: &str) -> (String, f64, i64) {
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), 3, "not a graphite line: {line:?}");
+    let path = fields[0];
+    assert!(
+        path.split('.').all(|c| !c.is_empty()
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')),
+        "bad path in {line:?}"
+    );
+    let value: f64 = fields[1]
+        .parse()
+        .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+    let ts: i64 = fields[2]
+        .parse()
+        .unwrap_or_else(|_| panic!("bad timestamp in {line:?}"));
+    (path.to_owned(), value, ts)
+}
+
+fn require_no_system_config() {
+    assert!(
+        !Path::new(carat::defaults::SYSTEM_PATH).exists(),
+        "{} exists on this machine; the built-in default tests need it absent",
+        carat::defaults::SYSTEM_PATH
+    );
+}
+
+#[test]
+fn once_prints_diamond_paths_for_the_builtin_default() {
+    require_no_system_config();
+    let out = carat().args(["once", "--gap", "0.5"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<_> = text.lines().map(assert_graphite_line).collect();
+    let mut sorted = lines.clone();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(lines, sorted, "output is sorted");
+    let host = carat::hostname::resolve(carat::hostname::HostnameMethod::Smart);
+    let host = carat_collector::name::path(&host);
+    let find = |suffix: &str| {
+        let path = format!("servers.{host}.{suffix}");
+        lines
+            .iter()
+            .find(|l| l.0 == path)
+            .unwrap_or_else(|| panic!("{path} missing from:\n{text}"))
+            .clone()
+    };
+    for name in [
+        "cpu.total.user",
+        "cpu.total.idle",
+        "cpu.cpu0.user",
+        "memory.MemFree",
+        "memory.MemTotal",
+        "memory.MemUsedPercentage",
+        "loadavg.01",
+        "loadavg.05_normalized",
+        "loadavg.processes_total",
+    ] {
+        let (_, v, ts) = find(name);
+        assert!(v.is_finite() && v >= 0.0, "{name} = {v}");
+        assert!((now() - 10..=now()).contains(&ts), "{name} timestamp {ts}");
+    }
+}
+
+#[test]
+fn list_sample_config_and_check_config() {
+    let out = carat().arg("list").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for kind in ["cpu", "memory", "loadavg"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(kind)),
+            "{kind} missing: {text}"
+        );
+    }
+    let sample = carat().arg("sample-config").output().unwrap().stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carat.toml");
+    std::fs::write(&path, &sample).unwrap();
+    let ok = carat()
+        .arg("check-config")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    std::fs::write(
+        &path,
+        "[agent]\ninterval = 10\n\n[collector.memory]\nbyte_unti = \"byte\"\n",
+    )
+    .unwrap();
+    let bad = carat()
+        .arg("check-config")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains(&format!("{}:5:", path.display())) && err.contains("byte_unti"),
+        "{err}"
+    );
+}
+
+/// Spawns `carat run` with `args`, returning the child and a channel of its
+/// stdout lines.
+fn spawn_run(args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = carat()
+        .arg("run")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn sigterm(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for `child` to exit within `limit`, killing it otherwise.
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("carat did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
+#[test]
+fn run_uses_the_builtin_default_and_stops_on_sigterm() {
+    require_no_system_config();
+    let (mut child, lines) = spawn_run(&[]);
+    // memory is a gauge collector: it prints on its first run, within the
+    // 1 s splay of the default.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            let (path, _, _) = assert_graphite_line(&line);
+            if path.ends_with(".memory.MemTotal") {
+                seen = Some(path);
+                break;
+            }
+        }
+    }
+    assert!(seen.is_some(), "no memory line from the built-in default");
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    assert!(status.success(), "exit status {status}");
+    let err = stderr_of(&mut child);
+    assert!(
+        err.contains("built-in default"),
+        "the log says the default is in use: {err}"
+    );
+}
+
+#[test]
+fn sigterm_flushes_to_graphite_and_exits_zero() {
+    let sink = LineSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carat.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[agent]\nhostname = \"sig\"\ninterval = 1\nsplay = 0\n[collector.memory]\n[output.graphite]\nport = {}\n",
+            sink.port()
+        ),
+    )
+    .unwrap();
+    let (mut child, _lines) = spawn_run(&["-c", path.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(2500));
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(12));
+    assert!(status.success(), "exit status {status}");
+    std::thread::sleep(Duration::from_millis(200));
+    let got = sink.lines_for("servers.sig.memory.MemTotal");
+    assert!(
+        got.len() >= 2,
+        "each run's metrics were delivered: {}",
+        got.len()
+    );
+    assert!(sink.malformed().is_empty());
+}
+
+#[test]
+fn sigterm_with_graphite_away_exits_within_the_shutdown_timeout() {
+    // A port nothing listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carat.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[agent]\ninterval = 0.5\nsplay = 0\nshutdown_timeout = 1.5\n[collector.memory]\n[output.graphite]\nport = {port}\nreconnect_min = 0.2\nreconnect_max = 0.5\n"
+        ),
+    )
+    .unwrap();
+    let (mut child, _lines) = spawn_run(&["-c", path.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&child);
+    let started = Instant::now();
+    let status = wait_exit(&mut child, Duration::from_secs(6));
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    let err = stderr_of(&mut child);
+    assert!(
+        err.contains("could not be delivered"),
+        "the loss is reported: {err}"
+    );
+}

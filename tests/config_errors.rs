@@ -1,0 +1,339 @@
+//! Configuration problems are reported with the file, the line and the key,
+//! and good configurations mean what they say.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use carat::config::{load_file, OutputSettings};
+use carat::ConfigError;
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Files {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn error_of(path: &Path) -> ConfigError {
+    match load_file(path, &support::collectors::registry()) {
+        Ok(_) => panic!("{} should be rejected", path.display()),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the error is at `line` of `file`, about `key`, and mentions `words`.
+fn assert_error(e: &ConfigError, file: &Path, line: usize, key: &str, words: &str) {
+    assert_eq!(e.file, file, "{e}");
+    assert_eq!(e.position.map(|p| p.0), Some(line), "{e}");
+    assert_eq!(e.key.as_deref(), Some(key), "{e}");
+    assert!(
+        e.message.contains(words),
+        "{e}: expected it to mention {words:?}"
+    );
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("{}:{line}:", file.display())),
+        "{shown}"
+    );
+    assert!(shown.contains(key), "{shown}");
+}
+
+const OUTPUT: &str = "\n[output.stdout]\n";
+
+#[test]
+fn unknown_collector_option() {
+    let f = Files::new();
+    let p = f.write(
+        "c.toml",
+        &format!("[collector.cpu]\npercore = true\npercor = false\n{OUTPUT}"),
+    );
+    let e = error_of(&p);
+    assert_error(&e, &p, 3, "collector.cpu.percor", "unknown field");
+    assert!(
+        e.message.contains("interval"),
+        "the hint lists the common options: {e}"
+    );
+}
+
+#[test]
+fn wrong_type_for_a_collector_option() {
+    let f = Files::new();
+    let p = f.write(
+        "c.toml",
+        &format!("\n[collector.cpu]\npercore = \"yes\"\n{OUTPUT}"),
+    );
+    assert_error(
+        &error_of(&p),
+        &p,
+        3,
+        "collector.cpu.percore",
+        "invalid type",
+    );
+}
+
+#[test]
+fn unknown_collector_kind() {
+    let f = Files::new();
+    let p = f.write("c.toml", &format!("[collector.cpuu]\n{OUTPUT}"));
+    assert_error(
+        &error_of(&p),
+        &p,
+        1,
+        "collector.cpuu",
+        "unknown collector kind",
+    );
+}
+
+#[test]
+fn unknown_agent_key_and_bad_interval() {
+    let f = Files::new();
+    let p = f.write(
+        "a.toml",
+        &format!("[agent]\npath_prefix = \"x\"\nintervall = 5\n{OUTPUT}"),
+    );
+    assert_error(&error_of(&p), &p, 3, "agent.intervall", "unknown field");
+    let p = f.write("b.toml", &format!("[agent]\ninterval = -5\n{OUTPUT}"));
+    assert_error(
+        &error_of(&p),
+        &p,
+        2,
+        "agent.interval",
+        "not a valid number of seconds",
+    );
+    let p = f.write(
+        "c.toml",
+        &format!("[agent]\nhostname_method = \"fqdn_reverse\"\n{OUTPUT}"),
+    );
+    assert_error(
+        &error_of(&p),
+        &p,
+        2,
+        "agent.hostname_method",
+        "fqdn_reverse",
+    );
+}
+
+#[test]
+fn invalid_regex_in_a_common_option() {
+    let f = Files::new();
+    let p = f.write(
+        "c.toml",
+        &format!("[collector.memory]\nmetrics_blacklist = [\"ok\", \"(unclosed\"]\n{OUTPUT}"),
+    );
+    assert_error(
+        &error_of(&p),
+        &p,
+        2,
+        "collector.memory.metrics_blacklist",
+        "invalid regex",
+    );
+}
+
+#[test]
+fn output_problems() {
+    let f = Files::new();
+    let p = f.write(
+        "o.toml",
+        "[output.graphite]\nhost = \"carbon\"\nport = 99999\n",
+    );
+    assert_error(
+        &error_of(&p),
+        &p,
+        3,
+        "output.graphite.port",
+        "invalid value",
+    );
+    let p = f.write("p.toml", "[output.kafka]\nbrokers = []\n");
+    assert_error(&error_of(&p), &p, 1, "output.kafka", "unknown output kind");
+    let p = f.write("q.toml", "[collector.cpu]\n");
+    let e = error_of(&p);
+    assert!(e.message.contains("no output"), "{e}");
+}
+
+#[test]
+fn toml_syntax_error() {
+    let f = Files::new();
+    let p = f.write(
+        "s.toml",
+        "[agent]\ninterval = 10\nhostname = \"unterminated\n",
+    );
+    let e = error_of(&p);
+    assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+    assert!(e.to_string().starts_with(&format!("{}:3:", p.display())));
+}
+
+#[test]
+fn unset_environment_variable() {
+    let f = Files::new();
+    let p = f.write(
+        "e.toml",
+        "[output.graphite]\nhost = \"${CARAT_TEST_SURELY_UNSET_VAR}\"\n",
+    );
+    assert_error(
+        &error_of(&p),
+        &p,
+        2,
+        "output.graphite.host",
+        "CARAT_TEST_SURELY_UNSET_VAR",
+    );
+}
+
+#[test]
+fn errors_in_config_dir_name_that_file() {
+    let f = Files::new();
+    let main = f.write(
+        "carat.toml",
+        &format!("[agent]\nconfig_dir = \"conf.d\"\n{OUTPUT}"),
+    );
+    f.write("conf.d/10-ok.toml", "[collector.memory]\n");
+    let bad = f.write(
+        "conf.d/20-bad.toml",
+        "# extra\n[collector.loadavg]\ninterval = \"often\"\n",
+    );
+    assert_error(
+        &error_of(&main),
+        &bad,
+        3,
+        "collector.loadavg.interval",
+        "invalid type",
+    );
+
+    std::fs::remove_file(&bad).unwrap();
+    let dup = f.write(
+        "conf.d/30-dup.toml",
+        "[collector.memory]\ndetailed = true\n",
+    );
+    let e = error_of(&main);
+    assert_eq!(e.file, dup);
+    assert!(
+        e.message.contains("already defined") && e.message.contains("10-ok.toml"),
+        "{e}"
+    );
+
+    std::fs::remove_file(&dup).unwrap();
+    let agent = f.write("conf.d/40-agent.toml", "[agent]\ninterval = 1\n");
+    assert_error(
+        &error_of(&main),
+        &agent,
+        1,
+        "agent",
+        "main configuration file",
+    );
+}
+
+#[test]
+fn a_good_configuration_means_what_it_says() {
+    let f = Files::new();
+    std::env::set_var("CARAT_TEST_CARBON_HOST", "carbon.example");
+    let main = f.write(
+        "carat.toml",
+        r#"
+[agent]
+hostname = "web01"
+path_suffix = "dc1"
+interval = 30
+config_dir = "conf.d"
+
+[collector.cpu]
+percore = false
+interval = 5
+
+[collector.sequence]
+interval = 60
+[collector.sequence.a]
+key = "a"
+[collector.sequence.b]
+key = "b"
+interval = 2
+path = "custom.b"
+
+[output.graphite.main]
+host = "${CARAT_TEST_CARBON_HOST}"
+[output.graphite.dr]
+host = "${CARAT_TEST_UNSET_DR:-dr.example}"
+port = 2103
+"#,
+    );
+    f.write(
+        "conf.d/memory.toml",
+        "[collector.memory]\nenabled = false\n",
+    );
+    let c = load_file(&main, &support::collectors::registry()).unwrap();
+    assert_eq!(c.files.len(), 2);
+    let names: Vec<_> = c.collectors.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["cpu", "memory", "sequence.a", "sequence.b"]);
+    let by = |n: &str| c.collectors.iter().find(|c| c.name == n).unwrap();
+    assert_eq!(
+        by("cpu").common.interval,
+        Some(std::time::Duration::from_secs(5))
+    );
+    assert!(!by("memory").common.enabled);
+    // Shared keys of the kind table are defaults for its instances.
+    assert_eq!(
+        by("sequence.a").common.interval,
+        Some(std::time::Duration::from_secs(60))
+    );
+    assert_eq!(
+        by("sequence.b").common.interval,
+        Some(std::time::Duration::from_secs(2))
+    );
+    assert_eq!(by("sequence.a").path(), "sequence.a");
+    assert_eq!(by("sequence.b").path(), "custom.b");
+    assert_eq!(by("cpu").path(), "cpu");
+    assert_eq!(by("cpu").origin.line, 8, "the line of [collector.cpu]");
+    let hosts: Vec<_> = c
+        .outputs
+        .iter()
+        .map(|o| match &o.settings {
+            OutputSettings::Graphite(g) => (o.name.clone(), g.host.clone(), g.port),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("graphite.dr".to_owned(), "dr.example".to_owned(), 2103),
+            (
+                "graphite.main".to_owned(),
+                "carbon.example".to_owned(),
+                2003
+            )
+        ]
+    );
+}
+
+#[test]
+fn the_shipped_sample_configuration_is_valid() {
+    let c = carat::config::load_str(
+        carat::defaults::SAMPLE,
+        Path::new("conf/carat.toml"),
+        &carat::Registry::builtin(),
+    )
+    .unwrap();
+    assert!(c.collectors.len() >= 3);
+    let builtin = carat::config::load_str(
+        carat::defaults::BUILTIN,
+        Path::new("<built-in>"),
+        &carat::Registry::builtin(),
+    )
+    .unwrap();
+    assert!(matches!(
+        builtin.outputs[0].settings,
+        OutputSettings::Stdout(_)
+    ));
+}

@@ -1,0 +1,133 @@
+//! A collector that panics, hangs or errors affects only itself: the others
+//! keep publishing on time, and the failures are counted.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use carat::stats::get;
+use support::sink::LineSink;
+use support::{collectors, config, Running};
+
+const INTERVAL: f64 = 0.25;
+
+fn agent_config(port: u16, key: &str, blocking_extra: &str) -> String {
+    format!(
+        r#"
+[agent]
+hostname = "iso"
+interval = {INTERVAL}
+splay = 0
+self_metrics = false
+
+[collector.sequence]
+key = "{key}"
+
+[collector.misbehave.panics]
+mode = "panic"
+
+[collector.misbehave.hangs]
+mode = "hang"
+timeout = 0.1
+
+[collector.misbehave.fails]
+mode = "error"
+{blocking_extra}
+
+[output.graphite]
+port = {port}
+reconnect_min = 0.1
+reconnect_max = 0.5
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_collectors_do_not_delay_the_others() {
+    let sink = LineSink::start();
+    let key = "isolation-main";
+    let running = Running::start(config(&agent_config(sink.port(), key, "")));
+    let run_for = Duration::from_secs(4);
+    tokio::time::sleep(run_for).await;
+    let stats = running.stats.clone();
+    running.stop(Duration::from_secs(15)).await;
+
+    // The good collector ran on every tick: 4 s / 0.25 s = 16 ticks (the
+    // first at 0), and each point reached the receiver.
+    let good = sink.lines_for("servers.iso.sequence.value");
+    let emitted = collectors::control(key).count();
+    assert!(
+        emitted >= 14,
+        "the healthy collector ran {emitted} times in 4 s at 0.25 s"
+    );
+    assert_eq!(
+        good.len(),
+        emitted,
+        "every point of the healthy collector arrived"
+    );
+    let values: Vec<f64> = good.iter().map(|r| r.value).collect();
+    let expected: Vec<f64> = (1..=emitted).map(|n| n as f64).collect();
+    assert_eq!(values, expected, "in order, none missing");
+    // On time: no gap between arrivals much longer than the interval.
+    let worst_gap = good
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .max()
+        .unwrap_or_default();
+    assert!(
+        worst_gap < Duration::from_secs_f64(INTERVAL * 2.5),
+        "healthy collector delayed: largest gap between points {worst_gap:?}"
+    );
+
+    let good_stats = stats.collector("sequence").unwrap();
+    assert_eq!(
+        get(&good_stats.errors) + get(&good_stats.panics) + get(&good_stats.timeouts),
+        0
+    );
+    assert!(!good_stats.failing.load(Ordering::Relaxed));
+
+    let panics = stats.collector("misbehave.panics").unwrap();
+    let hangs = stats.collector("misbehave.hangs").unwrap();
+    let fails = stats.collector("misbehave.fails").unwrap();
+    assert!(get(&panics.panics) >= 2, "panics counted and retried");
+    assert!(get(&hangs.timeouts) >= 2, "hangs counted and retried");
+    assert!(get(&fails.errors) >= 2, "errors counted and retried");
+    for s in [panics, hangs, fails] {
+        assert!(s.failing.load(Ordering::Relaxed));
+        // Backoff: without it each would run on all 16 ticks.
+        assert!(
+            get(&s.runs) <= 8,
+            "a failing collector must back off, it ran {} times in 16 ticks",
+            get(&s.runs)
+        );
+    }
+    // What the failing collector added before its error is published, under
+    // its instance path.
+    assert!(!sink
+        .lines_for("servers.iso.misbehave.fails.partial")
+        .is_empty());
+    assert!(sink
+        .lines_for("servers.iso.misbehave.panics.partial")
+        .is_empty());
+    assert!(sink.malformed().is_empty(), "{:?}", sink.malformed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_blocking_its_thread_does_not_stop_the_others() {
+    let sink = LineSink::start();
+    let key = "isolation-blocking";
+    let extra = "[collector.misbehave.blocks]\nmode = \"block\"\nblock_ms = 150\ntimeout = 1\n";
+    let running = Running::start(config(&agent_config(sink.port(), key, extra)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = running.stats.clone();
+    running.stop(Duration::from_secs(15)).await;
+    let emitted = collectors::control(key).count();
+    assert!(
+        emitted >= 10,
+        "the healthy collector ran {emitted} times in 3 s"
+    );
+    assert_eq!(sink.lines_for("servers.iso.sequence.value").len(), emitted);
+    let blocks = stats.collector("misbehave.blocks").unwrap();
+    assert!(get(&blocks.runs) >= 8 && get(&blocks.errors) == 0);
+}

@@ -1,0 +1,154 @@
+//! Collectors that exist only for tests: one that counts, and ones that
+//! panic, hang or fail on purpose. Tests control them through [`control`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use carat_collector::{Batch, Collector, CollectorError, Environment};
+use serde::Deserialize;
+
+/// Shared between a test and the collector instances it configured.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// While true, `sequence` runs but publishes nothing.
+    pub paused: AtomicBool,
+    /// Every (timestamp, value) a `sequence` instance published.
+    pub emitted: Mutex<Vec<(i64, f64)>>,
+}
+
+impl Control {
+    /// What was published, keeping the last value of each timestamp (as
+    /// whisper does when two points fall in the same second).
+    pub fn expected_points(&self) -> Vec<(i64, f64)> {
+        let emitted = self.emitted.lock().unwrap();
+        let mut by_ts = std::collections::BTreeMap::new();
+        for &(ts, v) in emitted.iter() {
+            by_ts.insert(ts, v);
+        }
+        by_ts.into_iter().collect()
+    }
+
+    /// How many points were published.
+    pub fn count(&self) -> usize {
+        self.emitted.lock().unwrap().len()
+    }
+}
+
+static CONTROLS: LazyLock<Mutex<HashMap<String, Arc<Control>>>> = LazyLock::new(Default::default);
+
+/// The control block for `key` (created on first use).
+pub fn control(key: &str) -> Arc<Control> {
+    let mut map = CONTROLS.lock().unwrap();
+    Arc::clone(map.entry(key.to_owned()).or_default())
+}
+
+/// Options of `sequence`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequenceConfig {
+    /// The [`control`] key this instance reports to.
+    pub key: String,
+}
+
+/// Publishes `value` = 1, 2, 3… one per run, and records each.
+pub struct Sequence {
+    control: Arc<Control>,
+    n: u64,
+}
+
+impl Collector for Sequence {
+    type Config = SequenceConfig;
+    const KIND: &'static str = "sequence";
+    const DESCRIPTION: &'static str = "test: publishes 1, 2, 3, … one per run";
+    const DEFAULT_PATH: &'static str = "sequence";
+
+    fn new(config: SequenceConfig, _env: &Environment) -> Result<Self, CollectorError> {
+        Ok(Sequence {
+            control: control(&config.key),
+            n: 0,
+        })
+    }
+
+    async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        if self.control.paused.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.n += 1;
+        let value = self.n as f64;
+        batch.gauge("value", value);
+        self.control
+            .emitted
+            .lock()
+            .unwrap()
+            .push((batch.unix_seconds(), value));
+        Ok(())
+    }
+}
+
+/// How `misbehave` misbehaves.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Panics in every run.
+    #[default]
+    Panic,
+    /// Never finishes a run.
+    Hang,
+    /// Returns an error from every run.
+    Error,
+    /// Blocks its thread (not just the task) for `block_ms`, then succeeds.
+    Block,
+}
+
+/// Options of `misbehave`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MisbehaveConfig {
+    /// What to do.
+    pub mode: Mode,
+    /// For `block`: milliseconds to block the thread.
+    pub block_ms: u64,
+}
+
+/// A collector that fails in the way it is told to.
+pub struct Misbehave {
+    config: MisbehaveConfig,
+}
+
+impl Collector for Misbehave {
+    type Config = MisbehaveConfig;
+    const KIND: &'static str = "misbehave";
+    const DESCRIPTION: &'static str = "test: panics, hangs or fails on purpose";
+    const DEFAULT_PATH: &'static str = "misbehave";
+
+    fn new(config: MisbehaveConfig, _env: &Environment) -> Result<Self, CollectorError> {
+        Ok(Misbehave { config })
+    }
+
+    async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        match self.config.mode {
+            Mode::Panic => panic!("misbehave: deliberate panic"),
+            Mode::Hang => std::future::pending().await,
+            Mode::Error => {
+                batch.gauge("partial", 1.0);
+                Err(CollectorError::parse(
+                    "misbehave test source",
+                    "deliberate failure",
+                ))
+            }
+            Mode::Block => {
+                std::thread::sleep(std::time::Duration::from_millis(self.config.block_ms));
+                batch.gauge("blocked", 1.0);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The built-in collectors plus the test ones.
+pub fn registry() -> carat::Registry {
+    let mut r = carat::Registry::builtin();
+    r.register::<Sequence>().register::<Misbehave>();
+    r
+}
