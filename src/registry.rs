@@ -61,9 +61,17 @@ impl Registry {
     /// Every collector built into this binary.
     pub fn builtin() -> Self {
         let mut r = Registry::empty();
-        r.register::<carat_system::Cpu>();
-        r.register::<carat_system::Memory>();
-        r.register::<carat_system::LoadAvg>();
+        r.register::<carat_system::Cpu>()
+            .register::<carat_system::Memory>()
+            .register::<carat_system::LoadAvg>()
+            .register::<carat_system::Uptime>()
+            .register::<carat_system::DiskSpace>()
+            .register::<carat_system::DiskUsage>()
+            .register::<carat_system::Network>()
+            .register::<carat_system::VmStat>()
+            .register::<carat_system::Sockets>()
+            .register::<carat_system::Tcp>()
+            .register::<carat_system::Process>();
         r
     }
 

@@ -14,13 +14,29 @@
 #![warn(missing_docs)]
 
 pub mod cpu;
+pub mod diskspace;
+pub mod diskusage;
 pub mod loadavg;
 pub mod memory;
+pub mod network;
+pub mod process;
 mod procfile;
+pub mod sockets;
+pub mod tcp;
+pub mod uptime;
+pub mod vmstat;
 
 pub use cpu::{Cpu, CpuConfig};
+pub use diskspace::{DiskSpace, DiskSpaceConfig};
+pub use diskusage::{DiskUsage, DiskUsageConfig};
 pub use loadavg::{LoadAvg, LoadAvgConfig};
 pub use memory::{Memory, MemoryConfig};
+pub use network::{Network, NetworkConfig};
+pub use process::{Process, ProcessConfig};
+pub use sockets::{Sockets, SocketsConfig};
+pub use tcp::{Tcp, TcpConfig};
+pub use uptime::{Uptime, UptimeConfig};
+pub use vmstat::{VmStat, VmStatConfig};
 
 #[cfg(test)]
 pub(crate) mod test_support {
