@@ -12,7 +12,8 @@ use toml::Spanned;
 use super::env::expand;
 use super::error::{line_and_column, ConfigError};
 use super::types::{
-    AgentConfig, CommonOptions, GraphiteConfig, StdoutConfig, COMMON_COLLECTOR_KEYS,
+    AgentConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, StatsdConfig, StdoutConfig,
+    COMMON_COLLECTOR_KEYS,
 };
 use super::{CollectorInstance, Config, Origin, OutputInstance, OutputSettings};
 use crate::registry::Registry;
@@ -428,10 +429,11 @@ fn add_output(
     let key = format!("output.{name}");
     let span = table.span();
     let settings = match kind.as_str() {
-        "stdout" => OutputSettings::Stdout(src.deserialize::<StdoutConfig>(&key, table, None)?),
+        "stdout" => OutputSettings::Stdout(src.deserialize::<StdoutConfig>(&key, table.clone(), None)?),
         "graphite" => {
-            OutputSettings::Graphite(src.deserialize::<GraphiteConfig>(&key, table, None)?)
+            OutputSettings::Graphite(src.deserialize::<GraphiteConfig>(&key, table.clone(), None)?)
         }
+        "statsd" => OutputSettings::Statsd(src.deserialize::<StatsdConfig>(&key, table.clone(), None)?),
         other => {
             return Err(src.error(
                 Some(span),
@@ -450,6 +452,32 @@ fn add_output(
                 Some(key),
                 "batch_size and max_buffered must be at least 1, max_packet_size at least 64",
             ));
+        }
+        if g.spool_dir.is_some() && g.protocol == GraphiteProtocol::Udp {
+            let at = key_span(table.get_ref(), "spool_dir").unwrap_or(span.clone());
+            return Err(src.error(
+                Some(at),
+                Some(format!("{key}.spool_dir")),
+                "a spool needs a protocol that can tell delivery (tcp or pickle), not udp",
+            ));
+        }
+    }
+    if let OutputSettings::Statsd(c) = &settings {
+        if c.max_packet_size < 64 {
+            return Err(src.error(Some(span), Some(key), "max_packet_size must be at least 64"));
+        }
+    }
+    let (whitelist, blacklist) = settings.filters();
+    for (list, option) in [(whitelist, "metrics_whitelist"), (blacklist, "metrics_blacklist")] {
+        for pattern in &list.0 {
+            if let Err(e) = regex::Regex::new(pattern) {
+                let at = key_span(table.get_ref(), option).unwrap_or(span.clone());
+                return Err(src.error(
+                    Some(at),
+                    Some(format!("{key}.{option}")),
+                    format!("invalid regex {pattern:?}: {e}"),
+                ));
+            }
         }
     }
     let origin = src.origin(span.clone());

@@ -15,8 +15,8 @@ mod types;
 pub use error::{line_and_column, ConfigError};
 pub use load::{load_file, load_str, BUILTIN_NAME};
 pub use types::{
-    AgentConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, Patterns, StdoutConfig,
-    COMMON_COLLECTOR_KEYS,
+    AgentConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, Patterns, StatsdConfig,
+    StatsdProtocol, StdoutConfig, COMMON_COLLECTOR_KEYS,
 };
 
 use std::path::PathBuf;
@@ -90,19 +90,31 @@ impl std::fmt::Debug for CollectorInstance {
 pub enum OutputSettings {
     /// Lines on standard output.
     Stdout(StdoutConfig),
-    /// Carbon's plaintext protocol.
+    /// Carbon's plaintext or pickle protocol.
     Graphite(GraphiteConfig),
+    /// StatsD.
+    Statsd(StatsdConfig),
 }
 
 impl OutputSettings {
     /// The output kinds configuration files may name.
-    pub const KINDS: &'static [&'static str] = &["graphite", "stdout"];
+    pub const KINDS: &'static [&'static str] = &["graphite", "statsd", "stdout"];
 
     /// The configured queue size, if any.
     pub fn queue_size(&self) -> Option<usize> {
         match self {
             OutputSettings::Stdout(c) => c.queue_size,
             OutputSettings::Graphite(c) => c.queue_size,
+            OutputSettings::Statsd(c) => c.queue_size,
+        }
+    }
+
+    /// The output's whitelist and blacklist.
+    pub fn filters(&self) -> (&Patterns, &Patterns) {
+        match self {
+            OutputSettings::Stdout(c) => (&c.metrics_whitelist, &c.metrics_blacklist),
+            OutputSettings::Graphite(c) => (&c.metrics_whitelist, &c.metrics_blacklist),
+            OutputSettings::Statsd(c) => (&c.metrics_whitelist, &c.metrics_blacklist),
         }
     }
 }

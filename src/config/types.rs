@@ -138,6 +138,11 @@ impl<'de> Deserialize<'de> for Patterns {
 pub struct StdoutConfig {
     /// Queue of batches between the collectors and this output.
     pub queue_size: Option<usize>,
+    /// Regexes searched in the full metric path: when any is given, only
+    /// matching metrics go to this output.
+    pub metrics_whitelist: Patterns,
+    /// Regexes searched in the full metric path: matches skip this output.
+    pub metrics_blacklist: Patterns,
 }
 
 /// Transport of the graphite output.
@@ -149,6 +154,8 @@ pub enum GraphiteProtocol {
     Tcp,
     /// Plaintext lines in UDP datagrams: fire and forget.
     Udp,
+    /// Carbon's pickle protocol over TCP (port 2004 by default).
+    Pickle,
 }
 
 /// The `[output.graphite]` table.
@@ -180,6 +187,17 @@ pub struct GraphiteConfig {
     pub max_packet_size: usize,
     /// Queue of batches between the collectors and this output.
     pub queue_size: Option<usize>,
+    /// Directory of the disk spool for what memory cannot hold (TCP and
+    /// pickle only); no spool when not set.
+    pub spool_dir: Option<PathBuf>,
+    /// Size bound of the spool in MiB; the oldest spooled metrics are
+    /// dropped and counted beyond it.
+    pub spool_max_mb: u64,
+    /// Regexes searched in the full metric path: when any is given, only
+    /// matching metrics go to this output.
+    pub metrics_whitelist: Patterns,
+    /// Regexes searched in the full metric path: matches skip this output.
+    pub metrics_blacklist: Patterns,
 }
 
 impl Default for GraphiteConfig {
@@ -195,6 +213,66 @@ impl Default for GraphiteConfig {
             reconnect_max: Duration::from_secs(60),
             max_packet_size: 1432,
             queue_size: None,
+            spool_dir: None,
+            spool_max_mb: 256,
+            metrics_whitelist: Patterns::default(),
+            metrics_blacklist: Patterns::default(),
+        }
+    }
+}
+
+/// Transport of the statsd output.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StatsdProtocol {
+    /// Datagrams, as StatsD is usually run.
+    #[default]
+    Udp,
+    /// Newline-separated over TCP (StatsD's `server = "./servers/tcp"`).
+    Tcp,
+}
+
+/// The `[output.statsd]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsdConfig {
+    /// StatsD's host name or address.
+    pub host: String,
+    /// StatsD's port.
+    pub port: u16,
+    /// `udp` or `tcp`.
+    pub protocol: StatsdProtocol,
+    /// Largest datagram in bytes; metrics are packed up to it.
+    pub max_packet_size: usize,
+    /// Prepended to every name (`prefix.servers.web01.cpu.total.user`).
+    pub prefix: String,
+    /// DogStatsD-style tags added to every metric (`["env:prod"]`).
+    pub tags: Vec<String>,
+    /// Seconds for a TCP connect or write.
+    #[serde(deserialize_with = "seconds")]
+    pub timeout: Duration,
+    /// Queue of batches between the collectors and this output.
+    pub queue_size: Option<usize>,
+    /// Regexes searched in the full metric path: when any is given, only
+    /// matching metrics go to this output.
+    pub metrics_whitelist: Patterns,
+    /// Regexes searched in the full metric path: matches skip this output.
+    pub metrics_blacklist: Patterns,
+}
+
+impl Default for StatsdConfig {
+    fn default() -> Self {
+        StatsdConfig {
+            host: "127.0.0.1".into(),
+            port: 8125,
+            protocol: StatsdProtocol::Udp,
+            max_packet_size: 1432,
+            prefix: String::new(),
+            tags: Vec::new(),
+            timeout: Duration::from_secs(5),
+            queue_size: None,
+            metrics_whitelist: Patterns::default(),
+            metrics_blacklist: Patterns::default(),
         }
     }
 }

@@ -46,6 +46,14 @@ impl LineBuffer {
     /// Encodes and appends `batch`; returns how many old lines were dropped
     /// to stay within the bound.
     pub fn push(&mut self, batch: &MetricBatch) -> usize {
+        let mut dropped = 0;
+        self.push_spilling(batch, |seg| dropped += seg.lines);
+        dropped
+    }
+
+    /// Encodes and appends `batch`, handing the oldest segments that no
+    /// longer fit to `spill` (to be written to disk, or counted as dropped).
+    pub fn push_spilling(&mut self, batch: &MetricBatch, mut spill: impl FnMut(&Segment)) {
         for metric in batch.iter() {
             let need_new = self
                 .segments
@@ -61,18 +69,25 @@ impl LineBuffer {
                 self.lines += 1;
             }
         }
-        let mut dropped = 0;
         while self.lines > self.max_lines {
             match self.segments.pop_front() {
                 Some(seg) => {
-                    dropped += seg.lines;
                     self.lines -= seg.lines;
+                    spill(&seg);
                     self.recycle(seg);
                 }
                 None => break,
             }
         }
-        dropped
+    }
+
+    /// Removes every segment, oldest first, handing each to `take`.
+    pub fn drain_into(&mut self, mut take: impl FnMut(&Segment)) {
+        while let Some(seg) = self.segments.pop_front() {
+            self.lines -= seg.lines;
+            take(&seg);
+            self.recycle(seg);
+        }
     }
 
     /// The oldest segment, to be written.

@@ -1,12 +1,8 @@
 //! The graphite output: carbon's plaintext protocol over TCP or UDP.
 //!
-//! TCP: batches are encoded into a bounded [`LineBuffer`] and written from
-//! it. When carbon is away the buffer keeps the newest `max_buffered` lines,
-//! the oldest dropped first and counted, and the connection is retried with
-//! exponential backoff and jitter. A write that fails leaves its lines in the
-//! buffer to be sent again after reconnecting: carbon may see a line twice
-//! (harmless: the same timestamp overwrites), never silently lose one that
-//! the agent knew was not written.
+//! TCP, plaintext or pickle: delivered through [`reliable::run`]: a bounded
+//! memory buffer, an optional disk spool, reconnection with exponential
+//! backoff and jitter, at-least-once delivery.
 //!
 //! Before each write the socket is checked for end-of-file: carbon never
 //! sends anything, so a readable socket means it closed the connection, and
@@ -22,224 +18,98 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 
 use super::backoff::Backoff;
-use super::buffer::LineBuffer;
 use super::encode::encode_line;
+use super::pickle;
+use super::reliable::{self, Settings, Transport};
 use super::{Closing, OutputBatch};
-use crate::config::GraphiteConfig;
-use crate::metrics::MetricBatch;
+use crate::config::{GraphiteConfig, GraphiteProtocol};
 use crate::stats::OutputStats;
 
-/// Runs a TCP graphite output until its queue closes and what it holds is
-/// delivered or `closing.deadline` passes.
-pub async fn run_tcp(
-    name: String,
-    config: GraphiteConfig,
-    mut queue: mpsc::Receiver<OutputBatch>,
-    stats: Arc<OutputStats>,
-    closing: Closing,
-) {
-    let target = format!("{}:{}", config.host, config.port);
-    let mut out = TcpOutput {
-        name,
-        target,
-        buffer: LineBuffer::new(config.max_buffered, config.batch_size),
-        backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
-        config,
-        stats,
-        conn: None,
-        retry_at: Instant::now(),
-        ever_connected: false,
-        failing_since_drop_logged: false,
-    };
-    loop {
-        let waiting_to_retry = out.conn.is_none() && !out.buffer.is_empty();
-        let received = if waiting_to_retry {
-            tokio::select! {
-                b = queue.recv() => Some(b),
-                () = sleep_until(out.retry_at) => None,
-            }
-        } else {
-            Some(queue.recv().await)
-        };
-        match received {
-            Some(Some(batch)) => out.push(&batch),
-            Some(None) => break,
-            None => {}
-        }
-        while let Ok(batch) = queue.try_recv() {
-            out.push(&batch);
-        }
-        out.deliver().await;
-    }
-    out.finish(closing.deadline()).await;
-}
-
-struct TcpOutput {
-    name: String,
+/// Carbon's plaintext (port 2003) or pickle (port 2004) protocol over TCP.
+pub struct CarbonTcp {
     target: String,
-    config: GraphiteConfig,
-    buffer: LineBuffer,
-    backoff: Backoff,
-    stats: Arc<OutputStats>,
-    conn: Option<TcpStream>,
-    retry_at: Instant,
-    ever_connected: bool,
-    failing_since_drop_logged: bool,
+    timeout: Duration,
+    pickle: bool,
+    stream: Option<TcpStream>,
+    frames: Vec<u8>,
 }
 
-impl TcpOutput {
-    fn push(&mut self, batch: &MetricBatch) {
-        let dropped = self.buffer.push(batch);
-        if dropped > 0 {
-            OutputStats::add(&self.stats.dropped, dropped as u64);
-            if !self.failing_since_drop_logged {
-                self.failing_since_drop_logged = true;
-                tracing::warn!(
-                    output = %self.name,
-                    "buffer full ({} metrics): dropping the oldest; further drops are counted in carat.output.{}.dropped",
-                    self.config.max_buffered,
-                    self.name
-                );
-            }
+impl CarbonTcp {
+    /// A transport to `config`'s host and port, in its protocol.
+    pub fn new(config: &GraphiteConfig) -> Self {
+        CarbonTcp {
+            target: format!("{}:{}", config.host, config.port),
+            timeout: config.timeout,
+            pickle: config.protocol == GraphiteProtocol::Pickle,
+            stream: None,
+            frames: Vec::new(),
         }
-        self.update_gauges();
     }
 
-    fn update_gauges(&self) {
-        self.stats
-            .buffered
-            .store(self.buffer.len() as u64, Ordering::Relaxed);
-        self.stats
-            .connected
-            .store(self.conn.is_some(), Ordering::Relaxed);
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected"));
+        };
+        check_open(stream)?;
+        match timeout(self.timeout, stream.write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("write not accepted in {:?}", self.timeout),
+            )),
+        }
+    }
+}
+
+impl Transport for CarbonTcp {
+    fn target(&self) -> String {
+        self.target.clone()
     }
 
-    /// Connects if due, then writes what the buffer holds.
-    async fn deliver(&mut self) {
-        if self.buffer.is_empty() {
-            return;
-        }
-        if self.conn.is_none() {
-            if Instant::now() < self.retry_at {
-                return;
-            }
-            self.connect().await;
-        }
-        if let Some(conn) = self.conn.as_mut() {
-            if let Err(e) =
-                write_buffer(conn, &mut self.buffer, &self.stats, self.config.timeout).await
-            {
-                self.fail(&format!("writing to {}: {e}", self.target));
-            }
-        }
-        self.update_gauges();
-    }
-
-    async fn connect(&mut self) {
-        match timeout(self.config.timeout, TcpStream::connect(&self.target)).await {
+    async fn connect(&mut self) -> io::Result<()> {
+        self.stream = None;
+        match timeout(self.timeout, TcpStream::connect(&self.target)).await {
             Ok(Ok(stream)) => {
-                if self.backoff.failures() > 0 {
-                    OutputStats::add(&self.stats.reconnects, 1);
-                    tracing::info!(
-                        output = %self.name,
-                        "connected to {} after {} failed attempts; {} metrics buffered",
-                        self.target,
-                        self.backoff.failures(),
-                        self.buffer.len()
-                    );
-                } else if self.ever_connected {
-                    OutputStats::add(&self.stats.reconnects, 1);
-                } else {
-                    tracing::info!(output = %self.name, "connected to {}", self.target);
-                }
-                self.ever_connected = true;
-                self.backoff.reset();
-                self.failing_since_drop_logged = false;
-                self.conn = Some(stream);
+                self.stream = Some(stream);
+                Ok(())
             }
-            Ok(Err(e)) => self.fail(&format!("connecting to {}: {e}", self.target)),
-            Err(_) => self.fail(&format!(
-                "connecting to {}: no answer in {:?}",
-                self.target, self.config.timeout
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer in {:?}", self.timeout),
             )),
         }
     }
 
-    /// Drops the connection and schedules a retry. Logs the first failure of
-    /// a burst; later ones are counted in `errors`, not logged.
-    fn fail(&mut self, what: &str) {
-        OutputStats::add(&self.stats.errors, 1);
-        self.conn = None;
-        let first = self.backoff.failures() == 0;
-        let delay = self.backoff.next_delay();
-        self.retry_at = Instant::now() + delay;
-        if first {
-            tracing::warn!(
-                output = %self.name,
-                "{what}; buffering up to {} metrics and retrying with backoff (up to {:?})",
-                self.config.max_buffered,
-                self.config.reconnect_max
-            );
+    async fn send(&mut self, lines: &[u8], _count: usize) -> io::Result<()> {
+        let result = if self.pickle {
+            let mut frames = std::mem::take(&mut self.frames);
+            frames.clear();
+            pickle::frames_from_lines(lines, &mut frames);
+            let r = self.write(&frames).await;
+            self.frames = frames;
+            r
         } else {
-            tracing::debug!(output = %self.name, "{what}; next attempt in {delay:?}");
+            self.write(lines).await
+        };
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
         }
     }
 
-    /// After the queue closed: keep trying until everything is delivered or
-    /// the deadline passes; count what is left as dropped.
-    async fn finish(&mut self, deadline: Instant) {
-        while !self.buffer.is_empty() && Instant::now() < deadline {
-            if self.conn.is_none() {
-                let wait = self.retry_at.min(deadline);
-                sleep_until(wait).await;
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
-            self.deliver().await;
-        }
-        if let Some(mut conn) = self.conn.take() {
-            let _ = timeout(Duration::from_secs(1), conn.shutdown()).await;
-        }
-        let left = self.buffer.clear();
-        if left > 0 {
-            OutputStats::add(&self.stats.dropped, left as u64);
-            tracing::error!(
-                output = %self.name,
-                "{left} metrics could not be delivered to {} before exit",
-                self.target
-            );
-        }
-        self.update_gauges();
+    fn is_connected(&self) -> bool {
+        self.stream.is_some()
     }
-}
-
-/// Writes the buffer's segments in order, removing each once written.
-async fn write_buffer(
-    conn: &mut TcpStream,
-    buffer: &mut LineBuffer,
-    stats: &OutputStats,
-    write_timeout: Duration,
-) -> io::Result<()> {
-    while let Some(segment) = buffer.front() {
-        check_open(conn)?;
-        match timeout(write_timeout, conn.write_all(&segment.bytes)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("write not accepted in {write_timeout:?}"),
-                ))
-            }
-        }
-        let sent = buffer.pop_front();
-        OutputStats::add(&stats.sent, sent as u64);
-    }
-    Ok(())
 }
 
 /// Fails if the peer closed the connection (carbon sends nothing, so any
@@ -255,6 +125,33 @@ fn check_open(conn: &TcpStream) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The buffering and reconnection settings of a TCP graphite output.
+pub fn settings(config: &GraphiteConfig) -> Settings {
+    Settings {
+        max_buffered: config.max_buffered,
+        batch_size: config.batch_size,
+        reconnect_min: config.reconnect_min,
+        reconnect_max: config.reconnect_max,
+        spool: config
+            .spool_dir
+            .clone()
+            .map(|dir| (dir, config.spool_max_mb.saturating_mul(1 << 20))),
+    }
+}
+
+/// Runs a TCP graphite output (plaintext or pickle) until its queue closes
+/// and what it holds is delivered, spooled or counted.
+pub async fn run_tcp(
+    name: String,
+    config: GraphiteConfig,
+    queue: mpsc::Receiver<OutputBatch>,
+    stats: Arc<OutputStats>,
+    closing: Closing,
+) {
+    let transport = CarbonTcp::new(&config);
+    reliable::run(name, transport, settings(&config), queue, stats, closing).await;
 }
 
 /// Runs a UDP graphite output: lines packed into datagrams of at most

@@ -9,12 +9,17 @@ pub mod backoff;
 pub mod buffer;
 pub mod encode;
 pub mod graphite;
+pub mod pickle;
+pub mod reliable;
+pub mod spool;
+pub mod statsd;
 pub mod stdout;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use regex::RegexSet;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -53,6 +58,49 @@ struct Queue {
     sender: mpsc::Sender<OutputBatch>,
     stats: Arc<OutputStats>,
     full_logged: AtomicBool,
+    filter: Option<PathFilter>,
+}
+
+/// An output's whitelist and blacklist, searched anywhere in the full path.
+#[derive(Debug)]
+pub struct PathFilter {
+    whitelist: Option<RegexSet>,
+    blacklist: Option<RegexSet>,
+}
+
+impl PathFilter {
+    /// A filter, or `None` when both lists are empty (everything passes).
+    pub fn new(whitelist: &[String], blacklist: &[String]) -> Result<Option<Self>, regex::Error> {
+        if whitelist.is_empty() && blacklist.is_empty() {
+            return Ok(None);
+        }
+        let set = |p: &[String]| -> Result<Option<RegexSet>, regex::Error> {
+            if p.is_empty() {
+                Ok(None)
+            } else {
+                RegexSet::new(p).map(Some)
+            }
+        };
+        Ok(Some(PathFilter {
+            whitelist: set(whitelist)?,
+            blacklist: set(blacklist)?,
+        }))
+    }
+
+    /// True when `path` goes to the output.
+    pub fn allows(&self, path: &str) -> bool {
+        self.whitelist.as_ref().is_none_or(|w| w.is_match(path))
+            && !self.blacklist.as_ref().is_some_and(|b| b.is_match(path))
+    }
+
+    /// The metrics of `batch` this filter lets through.
+    pub fn apply(&self, batch: &MetricBatch) -> MetricBatch {
+        let mut out = MetricBatch::new(batch.timestamp());
+        for m in batch.iter().filter(|m| self.allows(m.path)) {
+            out.push("", m.path, m.value, m.increase);
+        }
+        out
+    }
 }
 
 /// Hands batches to every output's queue.
@@ -69,10 +117,21 @@ impl Fanout {
         }
         let batch = Arc::new(batch);
         for q in &self.queues {
-            match q.sender.try_send(Arc::clone(&batch)) {
+            let for_queue = match &q.filter {
+                None => Arc::clone(&batch),
+                Some(f) => {
+                    let filtered = f.apply(&batch);
+                    if filtered.is_empty() {
+                        continue;
+                    }
+                    Arc::new(filtered)
+                }
+            };
+            let len = for_queue.len();
+            match q.sender.try_send(for_queue) {
                 Ok(()) => q.full_logged.store(false, Ordering::Relaxed),
                 Err(e) => {
-                    OutputStats::add(&q.stats.dropped, batch.len() as u64);
+                    OutputStats::add(&q.stats.dropped, len as u64);
                     if !q.full_logged.swap(true, Ordering::Relaxed) {
                         let why = match e {
                             mpsc::error::TrySendError::Full(_) => "its queue is full",
@@ -128,12 +187,19 @@ pub fn start(outputs: &[OutputInstance], stats: &[Arc<OutputStats>], closing: Cl
                 task_stats,
                 closing,
             )),
+            OutputSettings::Statsd(c) => {
+                tokio::spawn(statsd::run(name.clone(), c.clone(), receiver, task_stats))
+            }
         };
+        let (whitelist, blacklist) = output.settings.filters();
+        // Patterns were compiled once when the configuration was validated.
+        let filter = PathFilter::new(&whitelist.0, &blacklist.0).unwrap_or_default();
         queues.push(Queue {
             name: name.clone(),
             sender,
             stats: Arc::clone(stats),
             full_logged: AtomicBool::new(false),
+            filter,
         });
         tasks.push((name, task));
     }
