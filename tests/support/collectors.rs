@@ -15,6 +15,9 @@ pub struct Control {
     pub paused: AtomicBool,
     /// Every (timestamp, value) a `sequence` instance published.
     pub emitted: Mutex<Vec<(i64, f64)>>,
+    /// The last value `sequence` published: kept here, not in the
+    /// collector, so values go on rising across agent restarts.
+    pub last: std::sync::atomic::AtomicU64,
 }
 
 impl Control {
@@ -54,7 +57,6 @@ pub struct SequenceConfig {
 /// Publishes `value` = 1, 2, 3… one per run, and records each.
 pub struct Sequence {
     control: Arc<Control>,
-    n: u64,
 }
 
 impl Collector for Sequence {
@@ -66,7 +68,6 @@ impl Collector for Sequence {
     fn new(config: SequenceConfig, _env: &Environment) -> Result<Self, CollectorError> {
         Ok(Sequence {
             control: control(&config.key),
-            n: 0,
         })
     }
 
@@ -74,14 +75,55 @@ impl Collector for Sequence {
         if self.control.paused.load(Ordering::SeqCst) {
             return Ok(());
         }
-        self.n += 1;
-        let value = self.n as f64;
+        let value = (self.control.last.fetch_add(1, Ordering::SeqCst) + 1) as f64;
         batch.gauge("value", value);
         self.control
             .emitted
             .lock()
             .unwrap()
             .push((batch.unix_seconds(), value));
+        Ok(())
+    }
+}
+
+/// Options of `feed`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// The [`control`] key this instance reports to.
+    pub key: String,
+}
+
+/// Publishes a positive gauge (`positive` = 7.5), a negative one
+/// (`negative` = -5.25) and a counter `events` that grows by 10 per run;
+/// records each run's counter value.
+pub struct Feed {
+    control: Arc<Control>,
+    events: u64,
+}
+
+impl Collector for Feed {
+    type Config = FeedConfig;
+    const KIND: &'static str = "feed";
+    const DESCRIPTION: &'static str = "test: fixed gauges and a steady counter";
+    const DEFAULT_PATH: &'static str = "feed";
+
+    fn new(config: FeedConfig, _env: &Environment) -> Result<Self, CollectorError> {
+        Ok(Feed {
+            control: control(&config.key),
+            events: 1_000,
+        })
+    }
+
+    async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        if self.control.paused.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.events += 10;
+        batch.gauge("positive", 7.5);
+        batch.gauge("negative", -5.25);
+        batch.counter("events", self.events);
+        self.control.emitted.lock().unwrap().push((batch.unix_seconds(), self.events as f64));
         Ok(())
     }
 }
@@ -149,6 +191,8 @@ impl Collector for Misbehave {
 /// The built-in collectors plus the test ones.
 pub fn registry() -> carat::Registry {
     let mut r = carat::Registry::builtin();
-    r.register::<Sequence>().register::<Misbehave>();
+    r.register::<Sequence>()
+        .register::<Misbehave>()
+        .register::<Feed>();
     r
 }

@@ -8,6 +8,7 @@
 pub mod carbon;
 pub mod collectors;
 pub mod sink;
+pub mod statsd;
 
 use std::future::Future;
 use std::path::Path;
