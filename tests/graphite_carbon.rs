@@ -239,3 +239,85 @@ async fn an_outage_beyond_the_buffer_loses_exactly_the_counted_drops() {
     let expected_lost: Vec<u64> = (last_before + 1..=last_before + dropped).collect();
     assert_eq!(lost, expected_lost);
 }
+
+/// Carbon goes away for longer than memory can hold, the agent is restarted
+/// in the middle of the outage, then carbon comes back.
+async fn outage_with_agent_restart(spool: bool) -> (BTreeSet<u64>, BTreeSet<u64>, u64) {
+    let mut carbon = blocking(Carbon::start);
+    let key = if spool { "restart-spool" } else { "restart-no-spool" };
+    let control = collectors::control(key);
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool_line = if spool {
+        format!("spool_dir = {:?}", spool_dir.path().display().to_string())
+    } else {
+        String::new()
+    };
+    let toml = format!(
+        r#"
+[agent]
+hostname = "outage"
+interval = 1
+splay = 0
+self_metrics = false
+shutdown_timeout = 1
+
+[collector.sequence]
+key = "{key}"
+
+[output.graphite]
+port = {port}
+batch_size = 1
+max_buffered = 3
+reconnect_min = 0.2
+reconnect_max = 1
+{spool_line}
+"#,
+        port = carbon.line_port()
+    );
+    let first = Running::start(config(&toml));
+    let first_stats = first.stats.output("graphite").unwrap().clone();
+    blocking(|| carbon.wait_for(PATH, 2, Duration::from_secs(20)));
+    settle(&carbon, &control).await;
+
+    blocking(|| carbon.stop());
+    control.paused.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    first.stop(Duration::from_secs(10)).await;
+
+    let second = Running::start(config(&toml));
+    let second_stats = second.stats.output("graphite").unwrap().clone();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    blocking(|| carbon.restart());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    control.paused.store(true, Ordering::SeqCst);
+    let newest = control.count() as f64;
+    let arrived = eventually(Duration::from_secs(20), || {
+        blocking(|| carbon.fetch(PATH)).iter().any(|p| p.1 == newest)
+    })
+    .await;
+    assert!(arrived, "the newest point arrives after the outage");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    second.stop(Duration::from_secs(10)).await;
+
+    let published: BTreeSet<u64> = control.expected_points().iter().map(|p| p.1 as u64).collect();
+    let stored: BTreeSet<u64> = carbon.fetch(PATH).iter().map(|p| p.1 as u64).collect();
+    let dropped = get(&first_stats.dropped) + get(&second_stats.dropped);
+    (published, stored, dropped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_spool_an_outage_and_an_agent_restart_lose_nothing() {
+    let (published, stored, dropped) = outage_with_agent_restart(true).await;
+    let lost: Vec<_> = published.difference(&stored).collect();
+    assert!(lost.is_empty(), "lost {lost:?} of {} points", published.len());
+    assert_eq!(dropped, 0);
+    assert!(published.len() >= 12, "{} points published", published.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_spool_the_loss_equals_the_counted_drops() {
+    let (published, stored, dropped) = outage_with_agent_restart(false).await;
+    let lost: Vec<_> = published.difference(&stored).collect();
+    assert!(dropped > 0, "memory of 3 lines cannot hold a 9 s outage");
+    assert_eq!(lost.len() as u64, dropped, "lost {lost:?}, counted {dropped}");
+}
