@@ -321,3 +321,50 @@ async fn without_a_spool_the_loss_equals_the_counted_drops() {
     assert!(dropped > 0, "memory of 3 lines cannot hold a 9 s outage");
     assert_eq!(lost.len() as u64, dropped, "lost {lost:?}, counted {dropped}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pickle_and_udp_outputs_with_their_own_filters() {
+    let carbon = blocking(Carbon::start);
+    let running = Running::start(config(&format!(
+        r#"
+[agent]
+hostname = "multi"
+interval = 1
+splay = 0
+self_metrics = false
+
+[collector.memory]
+[collector.loadavg]
+
+[output.graphite.pickled]
+protocol = "pickle"
+port = {pickle}
+metrics_whitelist = ["\\.memory\\."]
+
+[output.graphite.datagrams]
+protocol = "udp"
+port = {udp}
+metrics_whitelist = ["\\.loadavg\\."]
+metrics_blacklist = ["normalized"]
+"#,
+        pickle = carbon.pickle_port(),
+        udp = carbon.udp_port()
+    )));
+    let stats = running.stats.clone();
+    let wait = Duration::from_secs(20);
+    let mem = blocking(|| carbon.wait_for("servers.multi.memory.MemTotal", 2, wait));
+    let load = blocking(|| carbon.wait_for("servers.multi.loadavg.processes_total", 2, wait));
+    running.stop(Duration::from_secs(10)).await;
+    assert_eq!(mem[0].1, meminfo_kib("MemTotal") * 1024.0, "pickled value exact");
+    assert!(load.iter().all(|p| p.1 >= 1.0));
+    let paths = carbon.metric_paths();
+    assert!(
+        paths.iter().all(|p| p.starts_with("servers.multi.memory.") || p.starts_with("servers.multi.loadavg.")),
+        "{paths:?}"
+    );
+    assert!(!paths.iter().any(|p| p.contains("normalized")), "blacklisted: {paths:?}");
+    for name in ["graphite.pickled", "graphite.datagrams"] {
+        let s = stats.output(name).unwrap();
+        assert!(get(&s.sent) > 0 && get(&s.dropped) == 0, "{name}");
+    }
+}
