@@ -20,6 +20,8 @@
 //!   max, segments of 5000) then `front`/`pop_front` until empty: what the
 //!   TCP output does with a batch besides the socket write. The buffer is
 //!   reused across iterations, as the output reuses its own.
+//! - `encoders/statsd_10k_metrics`, `encoders/pickle_10k_lines`: the StatsD
+//!   and pickle encoders on the same batch.
 //! - `tcp_end_to_end/100k_lines`: the real [`run_tcp`] task on a
 //!   current-thread tokio runtime, writing to a real local TCP sink (a
 //!   std thread that accepts connections on 127.0.0.1 and counts newlines).
@@ -36,6 +38,9 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use carat::config::StatsdConfig;
+use carat::output::pickle::frames_from_lines;
+use carat::output::statsd::StatsdEncoder;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use carat::config::GraphiteConfig;
@@ -372,5 +377,53 @@ fn bench_tcp_end_to_end(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_encode, bench_buffer, bench_tcp_end_to_end);
+/// The other encoders, on the same batch: StatsD lines (every fourth
+/// metric a counter increase, some gauges negative) and pickle frames
+/// re-encoded from plaintext, as the pickle transport does per segment.
+fn bench_other_encoders(c: &mut Criterion) {
+    let plain = realistic_batch(BATCH_LINES);
+    let mut statsd_batch = MetricBatch::new(1_763_880_000);
+    for (i, m) in plain.iter().enumerate() {
+        let (value, increase) = match i % 4 {
+            0 => (m.value, Some(i as u64)),
+            1 => (-m.value, None),
+            _ => (m.value, None),
+        };
+        statsd_batch.push("", m.path, value, increase);
+    }
+    let encoder = StatsdEncoder::new(&StatsdConfig::default());
+    let mut lines = Vec::new();
+    encode_batch(&mut lines, &plain);
+    let mut out = Vec::new();
+    let mut group = c.benchmark_group("encoders");
+    group
+        .throughput(Throughput::Elements(plain.len() as u64))
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("statsd_10k_metrics", |b| {
+        b.iter(|| {
+            out.clear();
+            for m in std::hint::black_box(&statsd_batch).iter() {
+                encoder.encode(&mut out, &m);
+            }
+            std::hint::black_box(out.len())
+        })
+    });
+    group.bench_function("pickle_10k_lines", |b| {
+        b.iter(|| {
+            out.clear();
+            let n = frames_from_lines(std::hint::black_box(&lines), &mut out);
+            std::hint::black_box(n)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_encode,
+    bench_buffer,
+    bench_tcp_end_to_end,
+    bench_other_encoders
+);
 criterion_main!(benches);
