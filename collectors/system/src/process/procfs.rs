@@ -1,0 +1,627 @@
+//! The Linux source of the `process` collector: `<proc_root>/<pid>/…` read
+//! directly.
+//!
+//! Each run lists the numeric directories of the proc root and, for each,
+//! opens the directory once and reads the rest relative to it, so that
+//! every file of one process comes from the same process even if its pid is
+//! reused meanwhile:
+//!
+//! - `stat`: the name (`comm`, between the first `(` and the *last* `)`,
+//!   since the name itself may hold spaces and parentheses), the state,
+//!   `utime` + `stime` (fields 14, 15) and `num_threads` (20), and
+//!   `starttime` (22), all in clock ticks of USER_HZ, which is 100 on every
+//!   architecture Linux supports (what `/proc` reports does not follow the
+//!   kernel's internal HZ);
+//! - `exe` (a symlink, read only if a group has `exe` patterns) and
+//!   `cmdline` (only if a group has `cmdline` patterns);
+//! - for matching processes only: `status` (`VmRSS`, `VmSize`, in kB) and
+//!   the entries of `fd/`.
+//!
+//! A process's age is `<proc_root>/uptime` (seconds since boot) minus
+//! `starttime` / 100. Both count from boot on the same clock (boot time,
+//! suspend included), so unlike `btime` of `/proc/stat` plus `starttime` the
+//! result does not move when the wall clock is stepped (NTP, a wrong clock
+//! at boot). When `uptime` cannot be read, no group publishes `uptime`; the
+//! counts, which matter more, are still published.
+//!
+//! # Processes that vanish, and processes that cannot be read
+//!
+//! Processes exit while being read: a pid directory or file that is gone
+//! (`ENOENT`, `ESRCH`) means the process exited, and it is skipped without
+//! a trace. Anything else that stops a process from being checked is
+//! counted in the collector's `unreadable` gauge, and the run goes on:
+//!
+//! - a pid directory, `stat` or (for a matching process) `status` that
+//!   cannot be opened (`hidepid=1` mounts, say) or is not in the kernel's
+//!   format;
+//! - a process that matched no group, whose `exe` or `cmdline` could not be
+//!   read (reading another user's `exe` needs root or `CAP_SYS_PTRACE`)
+//!   while a group has patterns of that kind: it might belong to that group.
+//!
+//! A process whose `fd/` cannot be read is counted, with its descriptors
+//! unknown (the group's `fds_unreadable`). The run fails only when the proc
+//! root cannot be listed, holds no pid directory, or not one process in it
+//! could be read.
+
+use std::ffi::CStr;
+use std::fmt::Write as _;
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use carat_collector::{CollectorError, Environment};
+use rustix::fd::OwnedFd;
+use rustix::fs::{openat, readlinkat, Mode, OFlags, RawDir, CWD};
+use rustix::io::Errno;
+
+use super::{Candidate, Field, Groups, Tally, Usage};
+
+/// Clock ticks per second of the times in `/proc/<pid>/stat` (USER_HZ).
+const USER_HZ: u64 = 100;
+const NANOS_PER_TICK: u64 = 1_000_000_000 / USER_HZ;
+/// `getdents` buffer: entries of `/proc` and of `fd/` are tiny (a name of a
+/// few digits), so this holds hundreds per system call.
+const DIR_BUFFER: usize = 32 * 1024;
+/// What Linux appends to `exe` when the binary was removed or replaced.
+const DELETED: &[u8] = b" (deleted)";
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC
+}
+
+/// Reads `<proc_root>/<pid>/…` for the `process` collector. See the
+/// [module documentation](self).
+pub(crate) struct ProcSource {
+    root: PathBuf,
+    pids: Vec<u32>,
+    /// The decimal pid being read.
+    pid_name: String,
+    bufs: Buffers,
+}
+
+/// Buffers reused from one process and one run to the next.
+struct Buffers {
+    stat: Vec<u8>,
+    status: Vec<u8>,
+    cmdline: Vec<u8>,
+    link: Vec<u8>,
+    /// Spare capacity for `getdents`; its length stays 0.
+    dir: Vec<u8>,
+    matched: Vec<usize>,
+}
+
+/// What became of one pid directory.
+enum Outcome {
+    /// Read and matched against the groups (whether it matched or not).
+    Checked,
+    /// Gone while being read.
+    Vanished,
+    /// Read, matched nothing, but might have matched had `exe` or `cmdline`
+    /// been readable.
+    Uncertain,
+    /// Could not be read.
+    Failed(&'static str, Failure),
+}
+
+enum Failure {
+    Io(io::Error),
+    Format,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Io(e) => write!(f, "{e}"),
+            Failure::Format => f.write_str("not in the kernel's format"),
+        }
+    }
+}
+
+/// True for the errors that mean "the process exited meanwhile".
+fn vanished(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(Errno::SRCH.raw_os_error())
+}
+
+fn failed(file: &'static str, e: io::Error) -> Outcome {
+    if vanished(&e) {
+        Outcome::Vanished
+    } else {
+        Outcome::Failed(file, Failure::Io(e))
+    }
+}
+
+/// Reads the whole of `name` under `dir` into `buf` (cleared first).
+fn read_at(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    let fd = openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    std::fs::File::from(fd).read_to_end(buf)?;
+    Ok(())
+}
+
+/// Calls `each` with the name of every entry of the open directory `fd`
+/// except `.` and `..`, reading through `buf`'s spare capacity.
+fn for_each_entry(fd: &OwnedFd, buf: &mut Vec<u8>, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    buf.clear();
+    buf.reserve(DIR_BUFFER);
+    let mut dir = RawDir::new(fd, buf.spare_capacity_mut());
+    while let Some(entry) = dir.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            each(name);
+        }
+    }
+    Ok(())
+}
+
+/// Parses a decimal pid; `None` for anything else (`self`, `sys`, …).
+fn parse_pid(name: &[u8]) -> Option<u32> {
+    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
+}
+
+/// The fields of `/proc/<pid>/stat` the collector uses.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat<'a> {
+    comm: &'a [u8],
+    state: u8,
+    utime: u64,
+    stime: u64,
+    threads: u64,
+    starttime: u64,
+}
+
+/// Parses `/proc/<pid>/stat` of process `pid`. `None` when it is not in the
+/// kernel's format: cut short (no final newline), another pid, no `(comm)`,
+/// or fewer fields than `starttime`.
+fn parse_stat(buf: &[u8], pid: u32) -> Option<Stat<'_>> {
+    if buf.last() != Some(&b'\n') {
+        return None;
+    }
+    let open = buf.iter().position(|&b| b == b'(')?;
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    if close < open {
+        return None;
+    }
+    if parse_pid(buf[..open].trim_ascii())? != pid {
+        return None;
+    }
+    let comm = &buf[open + 1..close];
+    let mut fields = std::str::from_utf8(&buf[close + 1..])
+        .ok()?
+        .split_ascii_whitespace();
+    let number = |f: Option<&str>| f?.parse::<u64>().ok();
+    // Fields are numbered from 1 in proc(5): after `)` come state (3),
+    // ppid (4) … utime (14), stime (15), cutime … nice (16–19),
+    // num_threads (20), itrealvalue (21), starttime (22).
+    let [state] = fields.next()?.as_bytes() else {
+        return None;
+    };
+    let utime = number(fields.nth(10))?;
+    let stime = number(fields.next())?;
+    let threads = number(fields.nth(4))?;
+    let starttime = number(fields.nth(1))?;
+    Some(Stat {
+        comm,
+        state: *state,
+        utime,
+        stime,
+        threads,
+        starttime,
+    })
+}
+
+/// Memory sizes from `/proc/<pid>/status`, in bytes.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Memory {
+    rss: u64,
+    vms: u64,
+}
+
+/// Parses `VmRSS` and `VmSize` of `/proc/<pid>/status`. A process with no
+/// memory of its own (a kernel thread) has neither line: 0. `None` when the
+/// file is not in the kernel's format (no `Name:` line, cut short, a size
+/// that is not `<n> kB`).
+fn parse_status(buf: &[u8]) -> Option<Memory> {
+    if buf.last() != Some(&b'\n') {
+        return None;
+    }
+    let kb = |v: &[u8]| -> Option<u64> {
+        let digits = v.trim_ascii().strip_suffix(b"kB")?.trim_ascii_end();
+        std::str::from_utf8(digits)
+            .ok()?
+            .parse::<u64>()
+            .ok()?
+            .checked_mul(1024)
+    };
+    let mut memory = Memory::default();
+    let mut named = false;
+    for line in buf.split(|&b| b == b'\n') {
+        if let Some(v) = line.strip_prefix(b"VmRSS:") {
+            memory.rss = kb(v)?;
+        } else if let Some(v) = line.strip_prefix(b"VmSize:") {
+            memory.vms = kb(v)?;
+        } else if line.starts_with(b"Name:") {
+            named = true;
+        }
+    }
+    named.then_some(memory)
+}
+
+/// Parses the first field of `/proc/uptime`: seconds since boot.
+fn parse_uptime(buf: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(buf).ok()?;
+    let up = text.split_ascii_whitespace().next()?.parse::<f64>().ok()?;
+    (up.is_finite() && up >= 0.0).then_some(up)
+}
+
+/// Turns the bytes of `cmdline` (arguments each ended by NUL) into the
+/// arguments joined by single spaces, in place.
+fn join_args(cmdline: &mut Vec<u8>) {
+    while cmdline.last() == Some(&0) {
+        cmdline.pop();
+    }
+    for b in cmdline.iter_mut() {
+        if *b == 0 {
+            *b = b' ';
+        }
+    }
+}
+
+/// What is read about the whole system once per run.
+struct RunContext {
+    self_pid: Option<u32>,
+    /// `<proc_root>/uptime` in clock ticks.
+    uptime_ticks: Option<u64>,
+}
+
+impl ProcSource {
+    /// A source reading under `env.proc_root`.
+    pub(crate) fn new(env: &Environment) -> Self {
+        ProcSource {
+            root: env.proc_root.clone(),
+            pids: Vec::new(),
+            pid_name: String::new(),
+            bufs: Buffers {
+                stat: Vec::new(),
+                status: Vec::new(),
+                cmdline: Vec::new(),
+                link: Vec::new(),
+                dir: Vec::new(),
+                matched: Vec::new(),
+            },
+        }
+    }
+
+    /// Reads every process, adding the matching ones to `tally`.
+    pub(crate) fn scan(
+        &mut self,
+        groups: &Groups,
+        tally: &mut Tally,
+    ) -> Result<(), CollectorError> {
+        let root = openat(CWD, &self.root, dir_flags(), Mode::empty())
+            .map_err(|e| CollectorError::io(&self.root, e.into()))?;
+        self.pids.clear();
+        let pids = &mut self.pids;
+        for_each_entry(&root, &mut self.bufs.dir, |name| {
+            if let Some(pid) = parse_pid(name) {
+                pids.push(pid);
+            }
+        })
+        .map_err(|e| CollectorError::io(&self.root, e))?;
+        if self.pids.is_empty() {
+            return Err(CollectorError::parse(
+                self.root.display().to_string(),
+                "no process directories: not a proc filesystem?",
+            ));
+        }
+
+        let run = RunContext {
+            self_pid: if groups.needs_self() {
+                self.bufs.self_pid(&root)
+            } else {
+                None
+            },
+            uptime_ticks: read_at(&root, c"uptime", &mut self.bufs.status)
+                .ok()
+                .and_then(|()| parse_uptime(&self.bufs.status))
+                .map(|up| (up * USER_HZ as f64).round() as u64),
+        };
+
+        let (mut checked, mut unreadable) = (0u64, 0u64);
+        let mut first_failure: Option<(u32, &'static str, Failure)> = None;
+        for &pid in &self.pids {
+            self.pid_name.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(self.pid_name, "{pid}");
+            match self
+                .bufs
+                .visit(&root, pid, &self.pid_name, &run, groups, tally)
+            {
+                Outcome::Checked => checked += 1,
+                Outcome::Vanished => {}
+                Outcome::Uncertain => {
+                    checked += 1;
+                    unreadable += 1;
+                }
+                Outcome::Failed(file, why) => {
+                    unreadable += 1;
+                    first_failure.get_or_insert((pid, file, why));
+                }
+            }
+        }
+        if checked == 0 {
+            let detail = match &first_failure {
+                Some((pid, "", why)) => format!("; the first: {pid}: {why}"),
+                Some((pid, file, why)) => format!("; the first: {pid}/{file}: {why}"),
+                None => String::new(),
+            };
+            return Err(CollectorError::io(
+                &self.root,
+                io::Error::other(format!(
+                    "none of the {} process directories could be read{detail}",
+                    self.pids.len()
+                )),
+            ));
+        }
+        tally.unreadable = Some(unreadable);
+        Ok(())
+    }
+}
+
+impl Buffers {
+    /// The agent's own pid as the proc root sees it: `<proc_root>/self`
+    /// resolves to the reader's pid in the pid namespace of that proc
+    /// filesystem (the host's pid when the host's `/proc` is mounted in a
+    /// container). `None` when there is no such link.
+    fn self_pid(&mut self, root: &OwnedFd) -> Option<u32> {
+        let link = readlinkat(root, c"self", std::mem::take(&mut self.link)).ok()?;
+        self.link = link.into_bytes();
+        parse_pid(&self.link)
+    }
+
+    /// Reads process `pid` (directory `name` under `root`) and adds it to
+    /// `tally` if it matches a group.
+    fn visit(
+        &mut self,
+        root: &OwnedFd,
+        pid: u32,
+        name: &str,
+        run: &RunContext,
+        groups: &Groups,
+        tally: &mut Tally,
+    ) -> Outcome {
+        let dir = match openat(root, name, dir_flags(), Mode::empty()) {
+            Ok(dir) => dir,
+            Err(e) => return failed("", e.into()),
+        };
+        if let Err(e) = read_at(&dir, c"stat", &mut self.stat) {
+            return failed("stat", e);
+        }
+        let Some(stat) = parse_stat(&self.stat, pid) else {
+            return Outcome::Failed("stat", Failure::Format);
+        };
+        // Z: a zombie, exited and waiting for its parent; X: dead.
+        if matches!(stat.state, b'Z' | b'X' | b'x') {
+            return Outcome::Checked;
+        }
+
+        let exe = if groups.needs_exe() {
+            match readlinkat(&dir, c"exe", std::mem::take(&mut self.link)) {
+                Ok(link) => {
+                    self.link = link.into_bytes();
+                    let path = self.link.strip_suffix(DELETED).unwrap_or(&self.link);
+                    if path.is_empty() {
+                        Field::Absent
+                    } else {
+                        Field::Known(path)
+                    }
+                }
+                // No executable: a kernel thread (or the process just exited,
+                // which a later read notices if it matters).
+                Err(Errno::NOENT | Errno::SRCH) => Field::Absent,
+                // EACCES: another user's process, without CAP_SYS_PTRACE.
+                Err(_) => Field::Unknown,
+            }
+        } else {
+            Field::Absent
+        };
+
+        let cmdline = if groups.needs_cmdline() {
+            match read_at(&dir, c"cmdline", &mut self.cmdline) {
+                Ok(()) => {
+                    join_args(&mut self.cmdline);
+                    if self.cmdline.is_empty() {
+                        Field::Absent // a kernel thread
+                    } else {
+                        Field::Known(&self.cmdline)
+                    }
+                }
+                Err(e) if vanished(&e) => return Outcome::Vanished,
+                Err(_) => Field::Unknown,
+            }
+        } else {
+            Field::Absent
+        };
+
+        let candidate = Candidate {
+            pid,
+            comm: stat.comm,
+            exe,
+            cmdline,
+        };
+        if groups.classify(&candidate, run.self_pid, &mut self.matched) {
+            return Outcome::Uncertain;
+        }
+        if self.matched.is_empty() {
+            return Outcome::Checked;
+        }
+
+        if let Err(e) = read_at(&dir, c"status", &mut self.status) {
+            return failed("status", e);
+        }
+        let Some(memory) = parse_status(&self.status) else {
+            return Outcome::Failed("status", Failure::Format);
+        };
+        let fds = match count_fds(&dir, &mut self.dir) {
+            Ok(n) => Some(n),
+            Err(e) if vanished(&e) => return Outcome::Vanished,
+            Err(_) => None,
+        };
+        let usage = Usage {
+            start: stat.starttime,
+            cpu_ns: stat
+                .utime
+                .saturating_add(stat.stime)
+                .saturating_mul(NANOS_PER_TICK),
+            rss: memory.rss,
+            vms: memory.vms,
+            threads: Some(stat.threads),
+            fds,
+            // In ticks, so that the result has the two decimals of its
+            // inputs and no binary-fraction noise (5.3, not 5.300000000000182).
+            uptime: run
+                .uptime_ticks
+                .map(|up| up.saturating_sub(stat.starttime) as f64 / USER_HZ as f64),
+        };
+        tally.add(pid, &usage, &self.matched);
+        Outcome::Checked
+    }
+}
+
+/// The number of open descriptors of the process whose directory is `dir`.
+fn count_fds(dir: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<u64> {
+    let fd_dir = openat(dir, c"fd", dir_flags(), Mode::empty())?;
+    let mut n = 0u64;
+    for_each_entry(&fd_dir, buf, |_| n += 1)?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::fixture_path;
+
+    fn fixture(relative: &str) -> Vec<u8> {
+        std::fs::read(fixture_path(&format!("process/{relative}"))).unwrap()
+    }
+
+    #[test]
+    fn recorded_stat_files() {
+        let sleep = fixture("sleep/stat");
+        assert_eq!(
+            parse_stat(&sleep, 2174),
+            Some(Stat {
+                comm: b"sleep",
+                state: b'S',
+                utime: 0,
+                stime: 0,
+                threads: 1,
+                starttime: 174_870,
+            })
+        );
+        let odd = fixture("odd/stat");
+        let stat = parse_stat(&odd, 2173).unwrap();
+        assert_eq!(stat.comm, b"(my (odd) prog)");
+        assert_eq!(
+            (stat.state, stat.threads, stat.starttime),
+            (b'S', 1, 174_870)
+        );
+        let zombie = fixture("zombie/stat");
+        assert_eq!(parse_stat(&zombie, 2177).unwrap().state, b'Z');
+        let kthread = fixture("kthread/stat");
+        let stat = parse_stat(&kthread, 2).unwrap();
+        assert_eq!((stat.comm, stat.starttime), (&b"kthreadd"[..], 25));
+    }
+
+    #[test]
+    fn stat_fields_by_position() {
+        // utime 1234 and stime 56 at fields 14 and 15, 7 threads at 20,
+        // starttime 98765 at 22.
+        let line = b"42 (a) R 1 42 42 0 -1 4194304 10 0 0 0 1234 56 0 0 20 0 7 0 98765 1000 10 18446744073709551615\n";
+        let stat = parse_stat(line, 42).unwrap();
+        assert_eq!(
+            (stat.utime, stat.stime, stat.threads, stat.starttime),
+            (1234, 56, 7, 98765)
+        );
+    }
+
+    #[test]
+    fn odd_stat_files_are_rejected() {
+        let good = b"42 (a) R 1 42 42 0 -1 4194304 10 0 0 0 1234 56 0 0 20 0 7 0 98765 1000 10\n";
+        assert!(parse_stat(good, 42).is_some());
+        assert!(parse_stat(good, 43).is_none(), "another pid");
+        let cases: [&[u8]; 7] = [
+            b"",
+            b"42 (a) R 1 42 42 0 -1 4194304 10 0 0 0 1234 56 0 0 20 0 7 0 98765", // no newline
+            b"42 (a) R 1 42 42 0 -1 4194304 10 0 0 0 1234 56 0 0 20 0 7 0\n",     // no starttime
+            b"42 a R 1 42 42 0 -1 4194304 10 0 0 0 1234 56 0 0 20 0 7 0 98765\n", // no parens
+            b"42 )a( R 1 42 42 0 -1 4194304 10 0 0 0 1234 56 0 0 20 0 7 0 98765\n",
+            b"42 (a) R 1 42 42 0 -1 4194304 10 0 0 0 x 56 0 0 20 0 7 0 98765\n",
+            b"garbage\n",
+        ];
+        for case in cases {
+            assert!(
+                parse_stat(case, 42).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(case)
+            );
+        }
+    }
+
+    #[test]
+    fn recorded_status_files() {
+        assert_eq!(
+            parse_status(&fixture("sleep/status")),
+            Some(Memory {
+                rss: 1832 * 1024,
+                vms: 2920 * 1024,
+            })
+        );
+        assert_eq!(
+            parse_status(&fixture("odd/status")),
+            Some(Memory {
+                rss: 3184 * 1024,
+                vms: 4360 * 1024,
+            })
+        );
+        // A kernel thread has no memory of its own: no Vm lines.
+        assert_eq!(
+            parse_status(&fixture("kthread/status")),
+            Some(Memory::default())
+        );
+        assert!(parse_status(b"Name:\tx\nVmRSS:\t  12 MB\n").is_none());
+        assert!(parse_status(b"Name:\tx\nVmRSS:\t  lots kB\n").is_none());
+        assert!(parse_status(b"VmRSS:\t  12 kB\n").is_none(), "no Name");
+        assert!(parse_status(b"Name:\tx\nVmRSS:\t  12 kB").is_none(), "cut");
+        assert!(parse_status(b"").is_none());
+    }
+
+    #[test]
+    fn cmdline_and_uptime() {
+        let mut cmdline = fixture("sleep/cmdline");
+        join_args(&mut cmdline);
+        assert_eq!(cmdline, b"sleep 600");
+        let mut cmdline = fixture("odd/cmdline");
+        join_args(&mut cmdline);
+        assert!(cmdline.starts_with(b"bash -c printf \"(my (odd) prog)\""));
+        let mut empty = fixture("kthread/cmdline");
+        join_args(&mut empty);
+        assert!(empty.is_empty());
+
+        assert_eq!(parse_uptime(b"1735.72 2644.10\n"), Some(1735.72));
+        assert_eq!(parse_uptime(b"nan 1\n"), None);
+        assert_eq!(parse_uptime(b"-1 1\n"), None);
+        assert_eq!(parse_uptime(b""), None);
+    }
+
+    #[test]
+    fn pids_are_decimal_names_only() {
+        assert_eq!(parse_pid(b"1"), Some(1));
+        assert_eq!(parse_pid(b"4194304"), Some(4_194_304));
+        for name in [&b"self"[..], b"", b"1a", b"-1", b"+1", b"99999999999"] {
+            assert_eq!(parse_pid(name), None, "{name:?}");
+        }
+    }
+}
