@@ -1,10 +1,16 @@
 //! carat's system collectors, reading the kernel's `/proc` files:
 //!
-//! - [`Cpu`] (`cpu`): share of CPU time per state, per core and in total,
-//!   from `/proc/stat`;
-//! - [`Memory`] (`memory`): memory and swap sizes from `/proc/meminfo`;
-//! - [`LoadAvg`] (`loadavg`): load averages and process counts from
-//!   `/proc/loadavg`.
+//! - [`Cpu`] (`cpu`): share of CPU time per state, per core and in total;
+//! - [`Memory`] (`memory`): memory and swap sizes;
+//! - [`LoadAvg`] (`loadavg`): load averages and process counts;
+//! - [`Uptime`] (`uptime`): time since boot;
+//! - [`DiskSpace`] (`diskspace`): space and inodes per mounted filesystem;
+//! - [`DiskUsage`] (`iostat`): iostat-style I/O per disk;
+//! - [`Network`] (`network`): traffic and errors per interface;
+//! - [`VmStat`] (`vmstat`): paging and swapping rates;
+//! - [`Sockets`] (`sockets`): sockets in use per protocol;
+//! - [`Tcp`] (`tcp`): TCP counters;
+//! - [`Process`] (`process`): named groups of processes.
 //!
 //! Metric names are Diamond's, so existing Graphite dashboards keep working.
 //! Every file is read under [`carat_collector::Environment::proc_root`], so

@@ -1,0 +1,384 @@
+//! The cost of one collection cycle of the whole system set, against this
+//! machine's real `/proc`: time (criterion) and allocations (a counting
+//! global allocator).
+//!
+//! Run with:
+//!
+//! ```text
+//! cargo bench -p carat-system --bench cycle        # ~1 min, prints the allocation report too
+//! cargo bench -p carat-system --bench cycle -- whole_set
+//! cargo test -p carat-system --benches             # each bench once, short allocation check
+//! ```
+//!
+//! Every system collector is built once with its default configuration
+//! (`process`: one group matching this bench's own executable by `exe`, one
+//! matching nothing), then run once as a warm-up: the first run of a rate
+//! collector only stores its reading, and buffers grow to size.
+//!
+//! - `whole_set/one_cycle`: one cycle = each collector's `collect` in turn,
+//!   into one reused [`Batch`] cleared (and stamped) before each collector,
+//!   as the agent does. Driven by a current-thread tokio runtime's
+//!   `block_on`, created once. Collectors are called directly (no boxed
+//!   future per run).
+//! - `per_collector/<kind>`: one collector's `collect` alone, to show where
+//!   the time goes.
+//!
+//! Before the criterion runs, the bench runs 1,000 cycles (200 under
+//! `cargo test`) with a counting allocator installed and prints the
+//! allocations per cycle early (cycles 2..100) and late (the last 100), the
+//! net bytes still allocated (allocated − freed) after cycle 100 and at the
+//! end, the CPU time per cycle, and the allocations of each collector. It
+//! fails if the net bytes grew by more than [`GROWTH_LIMIT`].
+//!
+//! Rates are computed from counters between runs; criterion runs cycles
+//! back to back, microseconds apart, so `cpu` (whose `/proc/stat` counters
+//! move every 10 ms) mostly finds that no time passed on a CPU and publishes
+//! less than on a real 10-60 s interval. Its file reading and parsing, the
+//! bulk of its cost, are the same.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use carat_collector::{Batch, Collector, CollectorError, Environment};
+use carat_system::process::{GroupConfig, Patterns};
+use carat_system::{
+    Cpu, DiskSpace, DiskSpaceConfig, DiskUsage, LoadAvg, Memory, Network, Process, ProcessConfig,
+    Sockets, Tcp, Uptime, VmStat,
+};
+use criterion::{criterion_group, criterion_main, Criterion};
+use tokio::runtime::Runtime;
+
+// ---------------------------------------------------------------------------
+// A counting allocator
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+static FREED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counters on the side do not touch the memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        ALLOC_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        ALLOC_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // A growth is an allocation call like any other.
+        ALLOCS.fetch_add(1, Relaxed);
+        ALLOC_BYTES.fetch_add(new_size as u64, Relaxed);
+        FREED_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        FREED_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocation calls (alloc, alloc_zeroed, realloc) so far.
+fn allocs() -> u64 {
+    ALLOCS.load(Relaxed)
+}
+
+/// Bytes allocated and not freed.
+fn live_bytes() -> i64 {
+    ALLOC_BYTES.load(Relaxed) as i64 - FREED_BYTES.load(Relaxed) as i64
+}
+
+/// The largest growth of the net bytes between cycle 100 and the last that
+/// is taken as noise rather than a leak (a statvfs worker thread of
+/// `diskspace` may still be exiting when the count is read).
+const GROWTH_LIMIT: i64 = 16 * 1024;
+
+// ---------------------------------------------------------------------------
+// The set
+
+/// Every system collector, built with its default configuration.
+struct Set {
+    cpu: Cpu,
+    memory: Memory,
+    loadavg: LoadAvg,
+    uptime: Uptime,
+    diskspace: DiskSpace,
+    diskusage: DiskUsage,
+    network: Network,
+    vmstat: VmStat,
+    sockets: Sockets,
+    tcp: Tcp,
+    process: Process,
+}
+
+/// The kinds, in the order a cycle runs them.
+const KINDS: [&str; 11] = [
+    Cpu::KIND,
+    Memory::KIND,
+    LoadAvg::KIND,
+    Uptime::KIND,
+    DiskSpace::KIND,
+    DiskUsage::KIND,
+    Network::KIND,
+    VmStat::KIND,
+    Sockets::KIND,
+    Tcp::KIND,
+    Process::KIND,
+];
+
+fn build<C: Collector>(config: C::Config) -> C {
+    let env = Environment {
+        instance: C::KIND.to_owned(),
+        ..Environment::default()
+    };
+    C::new(config, &env).unwrap_or_else(|e| panic!("building {}: {e}", C::KIND))
+}
+
+/// `process`: a group matching this bench's executable, one matching nothing.
+fn process_config() -> ProcessConfig {
+    let exe = std::env::current_exe().expect("the bench's own executable");
+    let exe = exe.to_str().expect("a UTF-8 executable path");
+    ProcessConfig {
+        groups: vec![
+            GroupConfig {
+                name: "bench".to_owned(),
+                exe: Patterns(vec![format!("^{}$", regex::escape(exe))]),
+                process_name: Patterns::default(),
+                cmdline: Patterns::default(),
+                selfmon: false,
+            },
+            GroupConfig {
+                name: "nothing".to_owned(),
+                exe: Patterns(vec!["^/nonexistent/carat-bench-no-such-exe$".to_owned()]),
+                process_name: Patterns::default(),
+                cmdline: Patterns::default(),
+                selfmon: false,
+            },
+        ],
+        ..ProcessConfig::default()
+    }
+}
+
+/// `diskspace` with its defaults, or, when they measure nothing here,
+/// with `filesystems` = the type of what is mounted at `/`.
+fn diskspace(rt: &Runtime, batch: &mut Batch) -> DiskSpace {
+    let mut ds = build::<DiskSpace>(DiskSpaceConfig::default());
+    batch.clear();
+    if rt.block_on(ds.collect(batch)).is_ok() && !batch.is_empty() {
+        return ds;
+    }
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
+    let root_type = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<_> = l.split(' ').collect();
+            (f.get(1) == Some(&"/")).then(|| f.get(2).copied().unwrap_or_default())
+        })
+        .last()
+        .expect("a filesystem mounted at /");
+    eprintln!("diskspace: the defaults measure nothing here; filesystems = [{root_type:?}]");
+    build::<DiskSpace>(DiskSpaceConfig {
+        filesystems: vec![root_type.to_owned()],
+        ..DiskSpaceConfig::default()
+    })
+}
+
+impl Set {
+    fn new(rt: &Runtime, batch: &mut Batch) -> Set {
+        Set {
+            cpu: build(Default::default()),
+            memory: build(Default::default()),
+            loadavg: build(Default::default()),
+            uptime: build(Default::default()),
+            diskspace: diskspace(rt, batch),
+            diskusage: build(Default::default()),
+            network: build(Default::default()),
+            vmstat: build(Default::default()),
+            sockets: build(Default::default()),
+            tcp: build(Default::default()),
+            process: build(process_config()),
+        }
+    }
+
+    /// Runs collector `i` (in [`KINDS`] order) into `batch`, cleared first.
+    async fn run(&mut self, i: usize, batch: &mut Batch) -> Result<(), CollectorError> {
+        batch.clear();
+        match i {
+            0 => self.cpu.collect(batch).await,
+            1 => self.memory.collect(batch).await,
+            2 => self.loadavg.collect(batch).await,
+            3 => self.uptime.collect(batch).await,
+            4 => self.diskspace.collect(batch).await,
+            5 => self.diskusage.collect(batch).await,
+            6 => self.network.collect(batch).await,
+            7 => self.vmstat.collect(batch).await,
+            8 => self.sockets.collect(batch).await,
+            9 => self.tcp.collect(batch).await,
+            10 => self.process.collect(batch).await,
+            _ => unreachable!("{i} is not a collector"),
+        }
+    }
+
+    /// One cycle: every collector in turn. Returns the number of samples.
+    async fn cycle(&mut self, batch: &mut Batch) -> usize {
+        let mut samples = 0;
+        for (i, kind) in KINDS.iter().enumerate() {
+            if let Err(e) = self.run(i, batch).await {
+                panic!("{kind}: {e}");
+            }
+            samples += batch.len();
+        }
+        samples
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Allocations and CPU time per cycle
+
+/// User + system CPU time of this process so far, in seconds (10 ms steps).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The fields after the name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("a process name") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// Runs `cycles` cycles counting allocations, prints the report and checks
+/// that the net bytes do not grow.
+fn allocation_report(set: &mut Set, rt: &Runtime, batch: &mut Batch, cycles: usize) {
+    assert!(cycles >= 200);
+    // Allocation counts before each cycle (index n = before cycle n + 1),
+    // sized up front so that recording allocates nothing.
+    let mut before = vec![0u64; cycles + 1];
+    let mut live_after_100 = 0i64;
+    let mut samples = 0;
+    let (cpu0, wall0) = (cpu_seconds(), Instant::now());
+    for n in 0..cycles {
+        before[n] = allocs();
+        samples = rt.block_on(set.cycle(batch));
+        if n + 1 == 100 {
+            live_after_100 = live_bytes();
+        }
+    }
+    before[cycles] = allocs();
+    let live_end = live_bytes();
+    let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+
+    let per_cycle = |from: usize, to: usize| {
+        // Cycles are counted from 1: cycles from..=to.
+        (before[to] - before[from - 1]) as f64 / (to - from + 1) as f64
+    };
+    let late = cycles - 99;
+
+    // Where they come from: each collector alone, 100 runs.
+    let mut by_kind = Vec::new();
+    for (i, kind) in KINDS.iter().enumerate() {
+        let a = allocs();
+        for _ in 0..100 {
+            rt.block_on(set.run(i, batch)).expect(kind);
+        }
+        by_kind.push((*kind, (allocs() - a) as f64 / 100.0));
+    }
+    // And what driving a future with block_on costs by itself.
+    let a = allocs();
+    for _ in 0..100 {
+        rt.block_on(async { black_box(0) });
+    }
+    let harness = (allocs() - a) as f64 / 100.0;
+
+    println!();
+    println!("== carat-system: whole set, one cycle ({cycles} cycles after the warm-up) ==");
+    println!("samples per cycle:              {samples}");
+    println!(
+        "CPU time per cycle:             {:.3} ms (user+system of the process, 10 ms ticks, over {cycles} cycles; wall {:.3} ms)",
+        cpu * 1000.0 / cycles as f64,
+        wall * 1000.0 / cycles as f64
+    );
+    println!(
+        "allocations per cycle:          {:.2} (cycles 2..100), {:.2} (cycles {late}..{cycles})",
+        per_cycle(2, 100),
+        per_cycle(late, cycles)
+    );
+    println!(
+        "net bytes allocated:            {live_after_100} after cycle 100, {live_end} after cycle {cycles}: growth {} bytes",
+        live_end - live_after_100
+    );
+    println!("allocations per run, by collector (100 runs each):");
+    for (kind, n) in &by_kind {
+        println!("  {kind:<10} {n:>8.2}");
+    }
+    println!("  (block_on of an empty future: {harness:.2})");
+    println!();
+
+    assert!(
+        live_end - live_after_100 <= GROWTH_LIMIT,
+        "the net bytes allocated grew by {} bytes between cycle 100 and cycle {cycles}",
+        live_end - live_after_100
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Criterion
+
+fn setup() -> (Runtime, Set, Batch) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    let mut batch = Batch::new();
+    let mut set = Set::new(&rt, &mut batch);
+    // Warm-up: the first run of rate collectors only stores its reading.
+    let samples = rt.block_on(set.cycle(&mut batch));
+    assert!(samples > 0);
+    (rt, set, batch)
+}
+
+fn benches(c: &mut Criterion) {
+    let (rt, mut set, mut batch) = setup();
+    // `cargo bench` passes --bench; `cargo test --benches` does not, and
+    // criterion then runs each bench once.
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    allocation_report(
+        &mut set,
+        &rt,
+        &mut batch,
+        if bench_mode { 1000 } else { 200 },
+    );
+
+    c.bench_function("whole_set/one_cycle", |b| {
+        b.iter(|| black_box(rt.block_on(set.cycle(&mut batch))))
+    });
+
+    let mut group = c.benchmark_group("per_collector");
+    for (i, kind) in KINDS.iter().enumerate() {
+        group.bench_function(*kind, |b| {
+            b.iter(|| {
+                rt.block_on(set.run(i, &mut batch)).expect(kind);
+                black_box(batch.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(cycle, benches);
+criterion_main!(cycle);
