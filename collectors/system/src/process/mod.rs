@@ -16,8 +16,8 @@
 //!
 //! and the collector publishes `unreadable` (the `/proc` source only): the
 //! processes it could not check, so that a non-zero value says the counts
-//! may be too low (the rules are in `procfs.rs`). `docs/process.md` of this crate
-//! is the operator's reference: options, metrics, example output, and the
+//! may be too low (the rules are in `procfs.rs`). The `process` section of this
+//! crate's README is the operator's reference: options, metrics, example output, and the
 //! differences from Diamond's `ProcessResourcesCollector`.
 //!
 //! # Matching
