@@ -163,6 +163,18 @@ impl Agent {
             };
             collectors.push(tokio::spawn(scheduler::run(task, stop_rx.clone())));
         }
+        let health_listen = &self.config.agent.health_listen;
+        if !health_listen.is_empty() {
+            match tokio::net::TcpListener::bind(health_listen.as_str()).await {
+                Ok(listener) => {
+                    tracing::info!("health endpoint on http://{health_listen}/health");
+                    tokio::spawn(crate::health::serve(listener, self.stats(), stop_rx.clone()));
+                }
+                Err(e) => tracing::error!(
+                    "cannot listen on {health_listen} for the health endpoint: {e}; running without it"
+                ),
+            }
+        }
         drop(stop_rx);
         // Only the collector tasks hold the fan-out now: once they end, the
         // queues close and the outputs drain.

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod config;
 pub mod defaults;
+pub mod health;
 pub mod hostname;
 pub mod metrics;
 pub mod output;

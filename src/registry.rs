@@ -72,6 +72,8 @@ impl Registry {
             .register::<carat_system::Sockets>()
             .register::<carat_system::Tcp>()
             .register::<carat_system::Process>();
+        #[cfg(feature = "haproxy")]
+        r.register::<carat_haproxy::Haproxy>();
         r
     }
 

@@ -244,7 +244,11 @@ async fn an_outage_beyond_the_buffer_loses_exactly_the_counted_drops() {
 /// in the middle of the outage, then carbon comes back.
 async fn outage_with_agent_restart(spool: bool) -> (BTreeSet<u64>, BTreeSet<u64>, u64) {
     let mut carbon = blocking(Carbon::start);
-    let key = if spool { "restart-spool" } else { "restart-no-spool" };
+    let key = if spool {
+        "restart-spool"
+    } else {
+        "restart-no-spool"
+    };
     let control = collectors::control(key);
     let spool_dir = tempfile::tempdir().unwrap();
     let spool_line = if spool {
@@ -292,14 +296,20 @@ reconnect_max = 1
     control.paused.store(true, Ordering::SeqCst);
     let newest = control.count() as f64;
     let arrived = eventually(Duration::from_secs(20), || {
-        blocking(|| carbon.fetch(PATH)).iter().any(|p| p.1 == newest)
+        blocking(|| carbon.fetch(PATH))
+            .iter()
+            .any(|p| p.1 == newest)
     })
     .await;
     assert!(arrived, "the newest point arrives after the outage");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     second.stop(Duration::from_secs(10)).await;
 
-    let published: BTreeSet<u64> = control.expected_points().iter().map(|p| p.1 as u64).collect();
+    let published: BTreeSet<u64> = control
+        .expected_points()
+        .iter()
+        .map(|p| p.1 as u64)
+        .collect();
     let stored: BTreeSet<u64> = carbon.fetch(PATH).iter().map(|p| p.1 as u64).collect();
     let dropped = get(&first_stats.dropped) + get(&second_stats.dropped);
     (published, stored, dropped)
@@ -309,9 +319,17 @@ reconnect_max = 1
 async fn with_a_spool_an_outage_and_an_agent_restart_lose_nothing() {
     let (published, stored, dropped) = outage_with_agent_restart(true).await;
     let lost: Vec<_> = published.difference(&stored).collect();
-    assert!(lost.is_empty(), "lost {lost:?} of {} points", published.len());
+    assert!(
+        lost.is_empty(),
+        "lost {lost:?} of {} points",
+        published.len()
+    );
     assert_eq!(dropped, 0);
-    assert!(published.len() >= 12, "{} points published", published.len());
+    assert!(
+        published.len() >= 12,
+        "{} points published",
+        published.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,7 +337,11 @@ async fn without_a_spool_the_loss_equals_the_counted_drops() {
     let (published, stored, dropped) = outage_with_agent_restart(false).await;
     let lost: Vec<_> = published.difference(&stored).collect();
     assert!(dropped > 0, "memory of 3 lines cannot hold a 9 s outage");
-    assert_eq!(lost.len() as u64, dropped, "lost {lost:?}, counted {dropped}");
+    assert_eq!(
+        lost.len() as u64,
+        dropped,
+        "lost {lost:?}, counted {dropped}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,14 +377,24 @@ metrics_blacklist = ["normalized"]
     let mem = blocking(|| carbon.wait_for("servers.multi.memory.MemTotal", 2, wait));
     let load = blocking(|| carbon.wait_for("servers.multi.loadavg.processes_total", 2, wait));
     running.stop(Duration::from_secs(10)).await;
-    assert_eq!(mem[0].1, meminfo_kib("MemTotal") * 1024.0, "pickled value exact");
+    assert_eq!(
+        mem[0].1,
+        meminfo_kib("MemTotal") * 1024.0,
+        "pickled value exact"
+    );
     assert!(load.iter().all(|p| p.1 >= 1.0));
     let paths = carbon.metric_paths();
     assert!(
-        paths.iter().all(|p| p.starts_with("servers.multi.memory.") || p.starts_with("servers.multi.loadavg.")),
+        paths
+            .iter()
+            .all(|p| p.starts_with("servers.multi.memory.")
+                || p.starts_with("servers.multi.loadavg.")),
         "{paths:?}"
     );
-    assert!(!paths.iter().any(|p| p.contains("normalized")), "blacklisted: {paths:?}");
+    assert!(
+        !paths.iter().any(|p| p.contains("normalized")),
+        "blacklisted: {paths:?}"
+    );
     for name in ["graphite.pickled", "graphite.datagrams"] {
         let s = stats.output(name).unwrap();
         assert!(get(&s.sent) > 0 && get(&s.dropped) == 0, "{name}");

@@ -131,3 +131,90 @@ async fn a_collector_blocking_its_thread_does_not_stop_the_others() {
     let blocks = stats.collector("misbehave.blocks").unwrap();
     assert!(get(&blocks.runs) >= 8 && get(&blocks.errors) == 0);
 }
+
+/// `GET path` on 127.0.0.1:`port`, returning the status code and body.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoint_names_what_is_failing() {
+    let sink = LineSink::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = format!(
+        r#"
+[agent]
+hostname = "health"
+interval = 0.25
+splay = 0
+health_listen = "127.0.0.1:{port}"
+
+[collector.sequence]
+key = "health"
+
+[collector.misbehave.fails]
+mode = "error"
+
+[output.graphite]
+port = {sink}
+"#,
+        sink = sink.port()
+    );
+    let running = Running::start(config(&toml));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/health"))
+        .await
+        .unwrap();
+    let (missing, _) = tokio::task::spawn_blocking(move || http_get(port, "/nope"))
+        .await
+        .unwrap();
+    running.stop(Duration::from_secs(10)).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("collector misbehave.fails is failing"),
+        "{body}"
+    );
+    assert!(body.contains("collector sequence: ok"), "{body}");
+    assert!(body.contains("output graphite: connected"), "{body}");
+    assert_eq!(missing, 404);
+
+    // Only healthy collectors and a reachable output: 200.
+    let port2 = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let healthy = toml
+        .replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{port2}"))
+        .replace("[collector.misbehave.fails]\nmode = \"error\"\n", "");
+    let running = Running::start(config(&healthy));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port2, "/health"))
+        .await
+        .unwrap();
+    running.stop(Duration::from_secs(10)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("OK\n"), "{body}");
+}

@@ -34,7 +34,11 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             assert!(f.len() >= 2, "bad line {l:?}");
-            (f[0].to_owned(), f[1].parse().unwrap_or_else(|_| panic!("bad value in {l:?}")))
+            (
+                f[0].to_owned(),
+                f[1].parse()
+                    .unwrap_or_else(|_| panic!("bad value in {l:?}")),
+            )
         })
         .collect()
 }
@@ -105,13 +109,22 @@ cmdline = "celery.*worker"
     let got = parse(&stdout);
     let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}\nunexpected {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}\nunexpected {extra:?}"
+    );
     let mut wrong = Vec::new();
     for (path, want) in &expected {
         let have = got[path];
         let rate = path.contains("per_second")
-            || ["network.", "vmstat.", "tcp.", "iostat."].iter().any(|p| path.contains(p));
-        let tolerance = if rate { 0.05 * want.abs() + 1e-9 } else { 1e-9 * want.abs().max(1.0) };
+            || ["network.", "vmstat.", "tcp.", "iostat."]
+                .iter()
+                .any(|p| path.contains(p));
+        let tolerance = if rate {
+            0.05 * want.abs() + 1e-9
+        } else {
+            1e-9 * want.abs().max(1.0)
+        };
         if (have - want).abs() > tolerance {
             wrong.push(format!("{path}: {have}, expected {want}"));
         }

@@ -56,18 +56,32 @@ port = {}
     let expected_total = 10.0 * (runs - 1.0);
     let counts_path = format!("stats_counts.{base}.events");
     let counted = eventually(Duration::from_secs(15), || {
-        blocking(|| carbon.fetch(&counts_path)).iter().map(|p| p.1).sum::<f64>() == expected_total
+        blocking(|| carbon.fetch(&counts_path))
+            .iter()
+            .map(|p| p.1)
+            .sum::<f64>()
+            == expected_total
     })
     .await;
     let counts = carbon.fetch(&counts_path);
-    assert!(counted, "StatsD counted {counts:?}, expected a total of {expected_total} over {runs} runs");
+    assert!(
+        counted,
+        "StatsD counted {counts:?}, expected a total of {expected_total} over {runs} runs"
+    );
     assert!(counts.iter().any(|&(_, c)| c > 0.0));
     // And the rate StatsD derives is the count over its flush interval.
     let rates = carbon.fetch(&format!("stats.{base}.events"));
     for (ts, count) in counts {
         if let Some(&(_, rate)) = rates.iter().find(|p| p.0 == ts) {
-            assert!((rate - count / FLUSH.as_secs_f64()).abs() < 1e-9, "rate {rate} for count {count}");
+            assert!(
+                (rate - count / FLUSH.as_secs_f64()).abs() < 1e-9,
+                "rate {rate} for count {count}"
+            );
         }
     }
-    assert!(!statsd.log().contains("Bad line"), "StatsD rejected lines:\n{}", statsd.log());
+    assert!(
+        !statsd.log().contains("Bad line"),
+        "StatsD rejected lines:\n{}",
+        statsd.log()
+    );
 }

@@ -429,11 +429,34 @@ fn add_output(
     let key = format!("output.{name}");
     let span = table.span();
     let settings = match kind.as_str() {
-        "stdout" => OutputSettings::Stdout(src.deserialize::<StdoutConfig>(&key, table.clone(), None)?),
-        "graphite" => {
-            OutputSettings::Graphite(src.deserialize::<GraphiteConfig>(&key, table.clone(), None)?)
+        "stdout" => {
+            OutputSettings::Stdout(src.deserialize::<StdoutConfig>(&key, table.clone(), None)?)
         }
-        "statsd" => OutputSettings::Statsd(src.deserialize::<StatsdConfig>(&key, table.clone(), None)?),
+        "graphite" => OutputSettings::Graphite(src.deserialize::<GraphiteConfig>(
+            &key,
+            table.clone(),
+            None,
+        )?),
+        "statsd" => {
+            OutputSettings::Statsd(src.deserialize::<StatsdConfig>(&key, table.clone(), None)?)
+        }
+        #[cfg(feature = "amqp")]
+        "amqp" => {
+            let c = src.deserialize::<super::types::AmqpConfig>(&key, table.clone(), None)?;
+            if let Err((option, problem)) = crate::output::amqp::check_config(&c) {
+                let at = key_span(table.get_ref(), option).unwrap_or(span.clone());
+                return Err(src.error(Some(at), Some(format!("{key}.{option}")), problem));
+            }
+            OutputSettings::Amqp(c)
+        }
+        #[cfg(not(feature = "amqp"))]
+        "amqp" => {
+            return Err(src.error(
+                Some(span),
+                Some(key),
+                "this carat was built without the amqp output (cargo feature `amqp`)",
+            ))
+        }
         other => {
             return Err(src.error(
                 Some(span),
@@ -468,7 +491,10 @@ fn add_output(
         }
     }
     let (whitelist, blacklist) = settings.filters();
-    for (list, option) in [(whitelist, "metrics_whitelist"), (blacklist, "metrics_blacklist")] {
+    for (list, option) in [
+        (whitelist, "metrics_whitelist"),
+        (blacklist, "metrics_blacklist"),
+    ] {
         for pattern in &list.0 {
             if let Err(e) = regex::Regex::new(pattern) {
                 let at = key_span(table.get_ref(), option).unwrap_or(span.clone());

@@ -15,8 +15,8 @@ mod types;
 pub use error::{line_and_column, ConfigError};
 pub use load::{load_file, load_str, BUILTIN_NAME};
 pub use types::{
-    AgentConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, Patterns, StatsdConfig,
-    StatsdProtocol, StdoutConfig, COMMON_COLLECTOR_KEYS,
+    AgentConfig, AmqpConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, Patterns,
+    StatsdConfig, StatsdProtocol, StdoutConfig, COMMON_COLLECTOR_KEYS,
 };
 
 use std::path::PathBuf;
@@ -94,11 +94,20 @@ pub enum OutputSettings {
     Graphite(GraphiteConfig),
     /// StatsD.
     Statsd(StatsdConfig),
+    /// Graphite plaintext published to an AMQP exchange.
+    #[cfg(feature = "amqp")]
+    Amqp(AmqpConfig),
 }
 
 impl OutputSettings {
     /// The output kinds configuration files may name.
-    pub const KINDS: &'static [&'static str] = &["graphite", "statsd", "stdout"];
+    pub const KINDS: &'static [&'static str] = &[
+        #[cfg(feature = "amqp")]
+        "amqp",
+        "graphite",
+        "statsd",
+        "stdout",
+    ];
 
     /// The configured queue size, if any.
     pub fn queue_size(&self) -> Option<usize> {
@@ -106,6 +115,8 @@ impl OutputSettings {
             OutputSettings::Stdout(c) => c.queue_size,
             OutputSettings::Graphite(c) => c.queue_size,
             OutputSettings::Statsd(c) => c.queue_size,
+            #[cfg(feature = "amqp")]
+            OutputSettings::Amqp(c) => c.queue_size,
         }
     }
 
@@ -115,6 +126,8 @@ impl OutputSettings {
             OutputSettings::Stdout(c) => (&c.metrics_whitelist, &c.metrics_blacklist),
             OutputSettings::Graphite(c) => (&c.metrics_whitelist, &c.metrics_blacklist),
             OutputSettings::Statsd(c) => (&c.metrics_whitelist, &c.metrics_blacklist),
+            #[cfg(feature = "amqp")]
+            OutputSettings::Amqp(c) => (&c.metrics_whitelist, &c.metrics_blacklist),
         }
     }
 }

@@ -42,6 +42,10 @@ pub struct AgentConfig {
     pub self_metrics: bool,
     /// Log level when `RUST_LOG` is not set: error, warn, info, debug, trace.
     pub log_level: String,
+    /// Address of the health endpoint (`127.0.0.1:2041`): `GET /health`
+    /// answers 200 when every collector and output is healthy, 500 with the
+    /// reasons otherwise. Empty: no endpoint.
+    pub health_listen: String,
 }
 
 impl Default for AgentConfig {
@@ -59,6 +63,7 @@ impl Default for AgentConfig {
             shutdown_timeout: Duration::from_secs(10),
             self_metrics: true,
             log_level: "info".into(),
+            health_listen: String::new(),
         }
     }
 }
@@ -274,6 +279,123 @@ impl Default for StatsdConfig {
             metrics_whitelist: Patterns::default(),
             metrics_blacklist: Patterns::default(),
         }
+    }
+}
+
+/// The `[output.amqp]` table: Graphite plaintext published to an AMQP
+/// exchange, for carbon's AMQP listener (`ENABLE_AMQP = True`).
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    /// `amqp://user:password@host:port/vhost` (the vhost URL-encoded: `%2f`
+    /// is `/`). Write the password as `${VAR}` to keep it out of the file.
+    pub url: String,
+    /// The exchange to publish to (carbon's `AMQP_EXCHANGE`).
+    pub exchange: String,
+    /// Declare the exchange on connect as carbon does: a durable topic
+    /// exchange. Off: it must exist already.
+    pub declare_exchange: bool,
+    /// Carbon's `AMQP_METRIC_NAME_IN_BODY`. Off: one message per metric,
+    /// routing key = metric path, body = `value timestamp`. On: messages of
+    /// `path value timestamp` lines, published with `routing_key`.
+    pub metric_name_in_body: bool,
+    /// Routing key of the messages when `metric_name_in_body` is on.
+    pub routing_key: String,
+    /// Seconds allowed for a connect, or without progress in a publish
+    /// (publisher confirms included), before the connection is dropped and
+    /// retried.
+    #[serde(deserialize_with = "seconds")]
+    pub timeout: Duration,
+    /// Metrics published per round of publisher confirms at most (and lines
+    /// per message with `metric_name_in_body`).
+    pub batch_size: usize,
+    /// Metrics held while the broker is away; the oldest are dropped beyond
+    /// this, and every drop is counted.
+    pub max_buffered: usize,
+    /// First delay before reconnecting, in seconds; doubles on each failure.
+    #[serde(deserialize_with = "seconds")]
+    pub reconnect_min: Duration,
+    /// Longest delay between reconnection attempts, in seconds.
+    #[serde(deserialize_with = "seconds")]
+    pub reconnect_max: Duration,
+    /// Queue of batches between the collectors and this output.
+    pub queue_size: Option<usize>,
+    /// Directory of the disk spool for what memory cannot hold; no spool
+    /// when not set.
+    pub spool_dir: Option<PathBuf>,
+    /// Size bound of the spool in MiB; the oldest spooled metrics are
+    /// dropped and counted beyond it.
+    pub spool_max_mb: u64,
+    /// Regexes searched in the full metric path: when any is given, only
+    /// matching metrics go to this output.
+    pub metrics_whitelist: Patterns,
+    /// Regexes searched in the full metric path: matches skip this output.
+    pub metrics_blacklist: Patterns,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        let graphite = GraphiteConfig::default();
+        AmqpConfig {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            exchange: "graphite".into(),
+            declare_exchange: true,
+            metric_name_in_body: false,
+            routing_key: String::new(),
+            timeout: graphite.timeout,
+            batch_size: graphite.batch_size,
+            max_buffered: graphite.max_buffered,
+            reconnect_min: graphite.reconnect_min,
+            reconnect_max: graphite.reconnect_max,
+            queue_size: None,
+            spool_dir: None,
+            spool_max_mb: graphite.spool_max_mb,
+            metrics_whitelist: Patterns::default(),
+            metrics_blacklist: Patterns::default(),
+        }
+    }
+}
+
+/// Like the derived one, but never prints the password of `url`.
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &redact_url_password(&self.url))
+            .field("exchange", &self.exchange)
+            .field("declare_exchange", &self.declare_exchange)
+            .field("metric_name_in_body", &self.metric_name_in_body)
+            .field("routing_key", &self.routing_key)
+            .field("timeout", &self.timeout)
+            .field("batch_size", &self.batch_size)
+            .field("max_buffered", &self.max_buffered)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("queue_size", &self.queue_size)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_mb", &self.spool_max_mb)
+            .field("metrics_whitelist", &self.metrics_whitelist)
+            .field("metrics_blacklist", &self.metrics_blacklist)
+            .finish()
+    }
+}
+
+/// `scheme://user:***@host…` for `scheme://user:password@host…`; other
+/// strings unchanged.
+pub fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_owned(),
     }
 }
 

@@ -5,6 +5,8 @@
 //! queue drops that batch for that output only, and counts it. So a slow or
 //! dead output never delays collection or another output.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod backoff;
 pub mod buffer;
 pub mod encode;
@@ -190,6 +192,14 @@ pub fn start(outputs: &[OutputInstance], stats: &[Arc<OutputStats>], closing: Cl
             OutputSettings::Statsd(c) => {
                 tokio::spawn(statsd::run(name.clone(), c.clone(), receiver, task_stats))
             }
+            #[cfg(feature = "amqp")]
+            OutputSettings::Amqp(c) => tokio::spawn(amqp::run(
+                name.clone(),
+                c.clone(),
+                receiver,
+                task_stats,
+                closing,
+            )),
         };
         let (whitelist, blacklist) = output.settings.filters();
         // Patterns were compiled once when the configuration was validated.

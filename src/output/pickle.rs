@@ -28,7 +28,9 @@ pub fn frames_from_lines(lines: &[u8], out: &mut Vec<u8>) -> usize {
     let mut encoded = 0;
     let mut frame_start = None;
     for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let Some((path, value, ts)) = parse_line(line) else { continue };
+        let Some((path, value, ts)) = parse_line(line) else {
+            continue;
+        };
         let start = match frame_start {
             Some(s) => s,
             None => {
@@ -99,7 +101,9 @@ mod tests {
         assert_eq!(frames_from_lines(b"a.b 1.5 1700000000\n", &mut out), 1);
         let len = u32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize;
         assert_eq!(len, out.len() - 4);
-        let mut expected = vec![PROTO, 2, EMPTY_LIST, MARK, BINUNICODE, 3, 0, 0, 0, b'a', b'.', b'b', BININT];
+        let mut expected = vec![
+            PROTO, 2, EMPTY_LIST, MARK, BINUNICODE, 3, 0, 0, 0, b'a', b'.', b'b', BININT,
+        ];
         expected.extend_from_slice(&1_700_000_000i32.to_le_bytes());
         expected.push(BINFLOAT);
         expected.extend_from_slice(&1.5f64.to_be_bytes());
@@ -130,6 +134,9 @@ mod tests {
     #[test]
     fn skips_damaged_lines() {
         let mut out = Vec::new();
-        assert_eq!(frames_from_lines(b"ok 1 2\nbroken line\nx y z\n\n", &mut out), 1);
+        assert_eq!(
+            frames_from_lines(b"ok 1 2\nbroken line\nx y z\n\n", &mut out),
+            1
+        );
     }
 }

@@ -155,16 +155,17 @@ impl<T: Transport> Reliable<T> {
         let mut dropped = 0usize;
         let mut spool_error = None;
         let spool = &mut self.spool;
-        self.buffer.push_spilling(batch, |seg| match spool.as_mut() {
-            Some(s) => match s.append(&seg.bytes, seg.lines) {
-                Ok(bound_drops) => dropped += bound_drops,
-                Err(e) => {
-                    dropped += seg.lines;
-                    spool_error = Some(e);
-                }
-            },
-            None => dropped += seg.lines,
-        });
+        self.buffer
+            .push_spilling(batch, |seg| match spool.as_mut() {
+                Some(s) => match s.append(&seg.bytes, seg.lines) {
+                    Ok(bound_drops) => dropped += bound_drops,
+                    Err(e) => {
+                        dropped += seg.lines;
+                        spool_error = Some(e);
+                    }
+                },
+                None => dropped += seg.lines,
+            });
         if let Some(e) = spool_error {
             OutputStats::add(&self.stats.errors, 1);
             if !self.spool_error_logged {
@@ -176,7 +177,11 @@ impl<T: Transport> Reliable<T> {
             OutputStats::add(&self.stats.dropped, dropped as u64);
             if !self.drop_logged {
                 self.drop_logged = true;
-                let place = if self.spool.is_some() { "memory and spool are" } else { "the buffer is" };
+                let place = if self.spool.is_some() {
+                    "memory and spool are"
+                } else {
+                    "the buffer is"
+                };
                 tracing::warn!(
                     output = %self.name,
                     "{place} full: dropping the oldest metrics; drops are counted in carat.output.{}.dropped",
@@ -192,7 +197,9 @@ impl<T: Transport> Reliable<T> {
         self.stats
             .buffered
             .store((self.buffer.len() + spooled) as u64, Ordering::Relaxed);
-        self.stats.connected.store(self.transport.is_connected(), Ordering::Relaxed);
+        self.stats
+            .connected
+            .store(self.transport.is_connected(), Ordering::Relaxed);
     }
 
     /// Connects if due, then sends the spool (older) and the memory buffer.
@@ -263,7 +270,11 @@ impl<T: Transport> Reliable<T> {
         let delay = self.backoff.next_delay();
         self.retry_at = Instant::now() + delay;
         if first {
-            let keep = if self.spool.is_some() { "in memory and on disk" } else { "in memory" };
+            let keep = if self.spool.is_some() {
+                "in memory and on disk"
+            } else {
+                "in memory"
+            };
             tracing::warn!(
                 output = %self.name,
                 "{what}; keeping metrics {keep} (up to {} in memory) and retrying with backoff",
@@ -297,12 +308,14 @@ impl<T: Transport> Reliable<T> {
         let mut left = 0usize;
         let mut spooled = 0usize;
         let spool = &mut self.spool;
-        self.buffer.drain_into(|seg| match spool.as_mut().map(|s| s.append(&seg.bytes, seg.lines)) {
-            Some(Ok(bound_drops)) => {
-                spooled += seg.lines - bound_drops.min(seg.lines);
-                left += bound_drops;
+        self.buffer.drain_into(|seg| {
+            match spool.as_mut().map(|s| s.append(&seg.bytes, seg.lines)) {
+                Some(Ok(bound_drops)) => {
+                    spooled += seg.lines - bound_drops.min(seg.lines);
+                    left += bound_drops;
+                }
+                Some(Err(_)) | None => left += seg.lines,
             }
-            Some(Err(_)) | None => left += seg.lines,
         });
         if spooled > 0 {
             tracing::info!(output = %self.name, "{spooled} metrics kept in the spool for the next start");

@@ -94,7 +94,10 @@ impl Spool {
             }
             if lost > 0 || good_bytes < fs::metadata(path)?.len() {
                 // Keep the readable part, cut the damaged tail.
-                OpenOptions::new().write(true).open(path)?.set_len(good_bytes)?;
+                OpenOptions::new()
+                    .write(true)
+                    .open(path)?
+                    .set_len(good_bytes)?;
             }
             report.lines += lines;
             files.push_back(SpoolFile {
@@ -210,7 +213,10 @@ impl Spool {
             if crc32fast::hash(&bytes) != crc {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("spool file {} damaged after it was checked", file.path.display()),
+                    format!(
+                        "spool file {} damaged after it was checked",
+                        file.path.display()
+                    ),
                 ));
             }
             return Ok(Some(Record { bytes, lines }));
@@ -246,11 +252,15 @@ fn check_file(path: &Path) -> io::Result<(u64, usize, usize)> {
     let mut offset = 0usize;
     let mut lines = 0usize;
     while offset < data.len() {
-        let Some(header) = data.get(offset..offset + HEADER) else { break };
+        let Some(header) = data.get(offset..offset + HEADER) else {
+            break;
+        };
         let mut h = [0u8; HEADER];
         h.copy_from_slice(header);
         let (len, n, crc) = parse_header(&h);
-        let Some(payload) = data.get(offset + HEADER..offset + HEADER + len) else { break };
+        let Some(payload) = data.get(offset + HEADER..offset + HEADER + len) else {
+            break;
+        };
         if crc32fast::hash(payload) != crc {
             break;
         }
@@ -268,7 +278,10 @@ mod tests {
     use super::*;
 
     fn lines(from: usize, n: usize) -> Vec<u8> {
-        (from..from + n).map(|i| format!("m {i} 1\n")).collect::<String>().into_bytes()
+        (from..from + n)
+            .map(|i| format!("m {i} 1\n"))
+            .collect::<String>()
+            .into_bytes()
     }
 
     fn drain(spool: &mut Spool) -> Vec<u8> {
@@ -305,7 +318,12 @@ mod tests {
         s.append(&lines(0, 3), 3).unwrap();
         s.append(&lines(3, 4), 4).unwrap();
         drop(s);
-        let file = fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let file = fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let mut data = fs::read(&file).unwrap();
         let full = data.len();
         // Flip a byte in the second record's payload: checksum mismatch.
@@ -320,11 +338,19 @@ mod tests {
         s.append(&lines(10, 2), 2).unwrap();
         s.append(&lines(12, 6), 6).unwrap();
         drop(s);
-        let mut newest: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut newest: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         newest.sort();
         let file = newest.last().unwrap();
         let len = fs::metadata(file).unwrap().len();
-        OpenOptions::new().write(true).open(file).unwrap().set_len(len - 20).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_len(len - 20)
+            .unwrap();
         let (mut s, report) = Spool::open(dir.path(), 1 << 30).unwrap();
         assert_eq!(report.lines, 2);
         assert!(report.lost >= 3 && report.lost <= 6, "{report:?}");

@@ -99,7 +99,13 @@ impl StatsdEncoder {
 /// Tags may hold `:` (key:value) but none of StatsD's separators.
 fn sanitize_tag(tag: &str) -> String {
     tag.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -149,7 +155,12 @@ impl Packer {
 }
 
 /// Runs a statsd output until its queue closes.
-pub async fn run(name: String, config: StatsdConfig, mut queue: mpsc::Receiver<OutputBatch>, stats: Arc<OutputStats>) {
+pub async fn run(
+    name: String,
+    config: StatsdConfig,
+    mut queue: mpsc::Receiver<OutputBatch>,
+    stats: Arc<OutputStats>,
+) {
     let encoder = StatsdEncoder::new(&config);
     let target = format!("{}:{}", config.host, config.port);
     let mut sink = Sink {
@@ -203,8 +214,12 @@ struct Sink {
 
 impl Sink {
     fn backoff(&mut self) -> &mut Backoff {
-        self.backoff
-            .get_or_insert_with(|| Backoff::new(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60)))
+        self.backoff.get_or_insert_with(|| {
+            Backoff::new(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(60),
+            )
+        })
     }
 
     fn failed(&mut self, what: &str, metrics: usize) {
@@ -281,7 +296,9 @@ impl Sink {
                 }
             }
         }
-        let Some(stream) = self.tcp.as_mut() else { return };
+        let Some(stream) = self.tcp.as_mut() else {
+            return;
+        };
         match timeout(self.config.timeout, stream.write_all(lines)).await {
             Ok(Ok(())) => self.succeeded(metrics),
             Ok(Err(e)) => {
@@ -303,7 +320,11 @@ async fn udp_socket(target: &str) -> io::Result<UdpSocket> {
         .await?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let bind = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(addr).await?;
     Ok(socket)
@@ -323,7 +344,15 @@ mod tests {
 
     fn encode(e: &StatsdEncoder, path: &str, value: f64, increase: Option<u64>) -> String {
         let mut out = Vec::new();
-        e.encode(&mut out, &Metric { path, value, increase, timestamp: 0 });
+        e.encode(
+            &mut out,
+            &Metric {
+                path,
+                value,
+                increase,
+                timestamp: 0,
+            },
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -338,7 +367,10 @@ mod tests {
     #[test]
     fn prefix_and_tags_cannot_break_the_format() {
         let e = encoder("my app:|x", &["env:prod", "bad|tag@#\n"]);
-        assert_eq!(encode(&e, "a", 1.0, None), "my_app__x.a:1|g|#env:prod,bad_tag___\n");
+        assert_eq!(
+            encode(&e, "a", 1.0, None),
+            "my_app__x.a:1|g|#env:prod,bad_tag___\n"
+        );
     }
 
     #[test]

@@ -123,7 +123,11 @@ impl Collector for Feed {
         batch.gauge("positive", 7.5);
         batch.gauge("negative", -5.25);
         batch.counter("events", self.events);
-        self.control.emitted.lock().unwrap().push((batch.unix_seconds(), self.events as f64));
+        self.control
+            .emitted
+            .lock()
+            .unwrap()
+            .push((batch.unix_seconds(), self.events as f64));
         Ok(())
     }
 }

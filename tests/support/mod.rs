@@ -74,3 +74,5 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+pub mod haproxy;
+pub mod rabbitmq;

@@ -38,8 +38,16 @@ impl Statsd {
             node.is_ok_and(|o| o.status.success()),
             "node not found: install Node.js (apt-get install nodejs) to run StatsD"
         );
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mgmt = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mgmt = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.js");
         fs::write(
@@ -73,7 +81,11 @@ impl Statsd {
             if let Ok(Some(status)) = statsd.child.try_wait() {
                 panic!("StatsD exited ({status}) at start:\n{}", statsd.log());
             }
-            assert!(Instant::now() < deadline, "StatsD did not start in 15 s:\n{}", statsd.log());
+            assert!(
+                Instant::now() < deadline,
+                "StatsD did not start in 15 s:\n{}",
+                statsd.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         statsd

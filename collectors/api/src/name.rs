@@ -31,6 +31,14 @@ pub fn push_component(out: &mut String, part: &str) {
         out.push('_');
         return;
     }
+    // Most names are clean already: copy them in one go.
+    if part
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        out.push_str(part);
+        return;
+    }
     out.extend(part.chars().map(|c| if is_allowed(c) { c } else { '_' }));
 }
 

@@ -5,15 +5,17 @@
 //! Run with:
 //!
 //! ```text
-//! cargo bench -p carat-system --bench cycle        # ~1 min, prints the allocation report too
-//! cargo bench -p carat-system --bench cycle -- whole_set
-//! cargo test -p carat-system --benches             # each bench once, short allocation check
+//! cargo bench -p carat-system --bench cycle               # ~2 min: report, then criterion
+//! cargo bench -p carat-system --bench cycle -- whole_set  # report, then only the matching ids
+//! cargo test -p carat-system --bench cycle                # short report, each bench once
 //! ```
 //!
 //! Every system collector is built once with its default configuration
 //! (`process`: one group matching this bench's own executable by `exe`, one
-//! matching nothing), then run once as a warm-up: the first run of a rate
-//! collector only stores its reading, and buffers grow to size.
+//! matching nothing; `diskspace`: its defaults, or the type of `/` when they
+//! measure nothing here), against the real `/proc`, then run once as a
+//! warm-up: the first run of a rate collector only stores its reading, and
+//! buffers grow to size.
 //!
 //! - `whole_set/one_cycle`: one cycle = each collector's `collect` in turn,
 //!   into one reused [`Batch`] cleared (and stamped) before each collector,
@@ -23,18 +25,20 @@
 //! - `per_collector/<kind>`: one collector's `collect` alone, to show where
 //!   the time goes.
 //!
-//! Before the criterion runs, the bench runs 1,000 cycles (200 under
-//! `cargo test`) with a counting allocator installed and prints the
-//! allocations per cycle early (cycles 2..100) and late (the last 100), the
-//! net bytes still allocated (allocated − freed) after cycle 100 and at the
-//! end, the CPU time per cycle, and the allocations of each collector. It
-//! fails if the net bytes grew by more than [`GROWTH_LIMIT`].
+//! Before the criterion runs, a report is printed: 1,000 cycles (200 under
+//! `cargo test`) are run with a counting global allocator, giving the
+//! allocations per cycle early (cycles 2..=100) and late (the last 100),
+//! the net bytes still allocated (allocated − freed) after cycle 100 and
+//! after the last, and the CPU time per cycle (`CLOCK_PROCESS_CPUTIME_ID`:
+//! user + system, all threads, unlike criterion's wall clock); then each
+//! collector alone as many times, with its allocations and CPU time per
+//! run. The bench fails if the net bytes grew by more than [`GROWTH_LIMIT`].
 //!
-//! Rates are computed from counters between runs; criterion runs cycles
-//! back to back, microseconds apart, so `cpu` (whose `/proc/stat` counters
-//! move every 10 ms) mostly finds that no time passed on a CPU and publishes
-//! less than on a real 10-60 s interval. Its file reading and parsing, the
-//! bulk of its cost, are the same.
+//! Rates are computed from counters between runs; here runs follow each
+//! other microseconds apart, so `cpu` (whose `/proc/stat` counters move
+//! every 10 ms) and `diskusage` (which skips idle disks) mostly publish
+//! nothing, where on a real 10–60 s interval they publish every value.
+//! Reading and parsing their files, the bulk of their cost, is the same.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -185,13 +189,14 @@ fn diskspace(rt: &Runtime, batch: &mut Batch) -> DiskSpace {
         return ds;
     }
     let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
+    // The last mount on `/` is the one in use.
     let root_type = mounts
         .lines()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let f: Vec<_> = l.split(' ').collect();
             (f.get(1) == Some(&"/")).then(|| f.get(2).copied().unwrap_or_default())
         })
-        .last()
         .expect("a filesystem mounted at /");
     eprintln!("diskspace: the defaults measure nothing here; filesystems = [{root_type:?}]");
     build::<DiskSpace>(DiskSpaceConfig {
@@ -252,20 +257,31 @@ impl Set {
 // ---------------------------------------------------------------------------
 // Allocations and CPU time per cycle
 
-/// User + system CPU time of this process so far, in seconds (10 ms steps).
+/// CPU time (user + system, all threads) of this process so far, in
+/// seconds: `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`, nanosecond clock.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    // The fields after the name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').expect("a process name") + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
-/// Runs `cycles` cycles counting allocations, prints the report and checks
-/// that the net bytes do not grow.
-fn allocation_report(set: &mut Set, rt: &Runtime, batch: &mut Batch, cycles: usize) {
+/// Allocation calls, CPU seconds and wall seconds of `runs` calls of `f`.
+fn measure(runs: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
+    let (a, cpu, wall) = (allocs(), cpu_seconds(), Instant::now());
+    for _ in 0..runs {
+        f();
+    }
+    let n = runs as f64;
+    (
+        (allocs() - a) as f64 / n,
+        (cpu_seconds() - cpu) / n,
+        wall.elapsed().as_secs_f64() / n,
+    )
+}
+
+/// Runs `cycles` cycles counting allocations, then each collector alone
+/// `cycles` times, prints the report and checks that the net bytes do not
+/// grow.
+fn report(set: &mut Set, rt: &Runtime, batch: &mut Batch, cycles: usize) {
     assert!(cycles >= 200);
     // Allocation counts before each cycle (index n = before cycle n + 1),
     // sized up front so that recording allocates nothing.
@@ -273,8 +289,8 @@ fn allocation_report(set: &mut Set, rt: &Runtime, batch: &mut Batch, cycles: usi
     let mut live_after_100 = 0i64;
     let mut samples = 0;
     let (cpu0, wall0) = (cpu_seconds(), Instant::now());
-    for n in 0..cycles {
-        before[n] = allocs();
+    for (n, count) in before[..cycles].iter_mut().enumerate() {
+        *count = allocs();
         samples = rt.block_on(set.cycle(batch));
         if n + 1 == 100 {
             live_after_100 = live_bytes();
@@ -290,44 +306,58 @@ fn allocation_report(set: &mut Set, rt: &Runtime, batch: &mut Batch, cycles: usi
     };
     let late = cycles - 99;
 
-    // Where they come from: each collector alone, 100 runs.
-    let mut by_kind = Vec::new();
-    for (i, kind) in KINDS.iter().enumerate() {
-        let a = allocs();
-        for _ in 0..100 {
-            rt.block_on(set.run(i, batch)).expect(kind);
-        }
-        by_kind.push((*kind, (allocs() - a) as f64 / 100.0));
-    }
+    // Where it goes: each collector alone.
+    let by_kind: Vec<_> = KINDS
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let m = measure(cycles, || {
+                rt.block_on(set.run(i, batch)).expect(kind);
+            });
+            (*kind, batch.len(), m)
+        })
+        .collect();
     // And what driving a future with block_on costs by itself.
-    let a = allocs();
-    for _ in 0..100 {
+    let (harness, _, _) = measure(100, || {
         rt.block_on(async { black_box(0) });
-    }
-    let harness = (allocs() - a) as f64 / 100.0;
+    });
 
+    let ms = |s: f64| s * 1e3;
+    let us = |s: f64| s * 1e6;
     println!();
     println!("== carat-system: whole set, one cycle ({cycles} cycles after the warm-up) ==");
-    println!("samples per cycle:              {samples}");
     println!(
-        "CPU time per cycle:             {:.3} ms (user+system of the process, 10 ms ticks, over {cycles} cycles; wall {:.3} ms)",
-        cpu * 1000.0 / cycles as f64,
-        wall * 1000.0 / cycles as f64
+        "machine:               {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!("samples per cycle:     {samples}");
+    println!(
+        "time per cycle:        {:.3} ms CPU (user + system, all threads), {:.3} ms wall",
+        ms(cpu / cycles as f64),
+        ms(wall / cycles as f64)
     );
     println!(
-        "allocations per cycle:          {:.2} (cycles 2..100), {:.2} (cycles {late}..{cycles})",
+        "allocations per cycle: {:.2} (cycles 2..=100), {:.2} (cycles {late}..={cycles})",
         per_cycle(2, 100),
         per_cycle(late, cycles)
     );
     println!(
-        "net bytes allocated:            {live_after_100} after cycle 100, {live_end} after cycle {cycles}: growth {} bytes",
+        "net bytes allocated:   {live_after_100} after cycle 100, {live_end} after cycle {cycles}: growth {} bytes",
         live_end - live_after_100
     );
-    println!("allocations per run, by collector (100 runs each):");
-    for (kind, n) in &by_kind {
-        println!("  {kind:<10} {n:>8.2}");
+    println!("by collector, alone ({cycles} runs each):");
+    println!("  collector  samples  allocs/run  CPU µs/run  wall µs/run");
+    for (kind, samples, (allocs, cpu, wall)) in &by_kind {
+        println!(
+            "  {kind:<10} {samples:>7} {allocs:>11.2} {:>11.1} {:>12.1}",
+            us(*cpu),
+            us(*wall)
+        );
     }
-    println!("  (block_on of an empty future: {harness:.2})");
+    println!("  (block_on of an empty future: {harness:.2} allocations)");
     println!();
 
     assert!(
@@ -357,7 +387,7 @@ fn benches(c: &mut Criterion) {
     // `cargo bench` passes --bench; `cargo test --benches` does not, and
     // criterion then runs each bench once.
     let bench_mode = std::env::args().any(|a| a == "--bench");
-    allocation_report(
+    report(
         &mut set,
         &rt,
         &mut batch,

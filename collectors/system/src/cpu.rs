@@ -44,14 +44,39 @@
 //! - A file that cannot be parsed is a [`CollectorError::Parse`] naming the
 //!   file and line; the previous good reading is kept, so the next good one
 //!   gives the shares over the longer interval.
+//!
+//! # Other systems
+//!
+//! With `source = "sysinfo"` (the default off Linux) the collector asks the
+//! `sysinfo` crate, which gives, per CPU and for the whole machine, only the
+//! share of time *not idle* between two refreshes, not the time per state.
+//! So no `<state>` metric is published; instead, under the same rules of
+//! scaling:
+//!
+//! ```text
+//! cpuN.percent  = busy share of CPU N × 100                 (0–100, percore)
+//! total.percent = busy share of the machine × 100 × ncpus   (× 100 with normalize)
+//! percent       = busy share of the machine × 100           (simple, Diamond's)
+//! cpu_count     = CPUs in sysinfo's list                    (cpu_count)
+//! ```
+//!
+//! "Busy" is `sysinfo`'s: on Linux user, nice, system, irq, softirq, steal
+//! and guest time, so `iowait` counts as idle there (the `/proc` source's
+//! `percent` counts it as busy). The first run publishes nothing but
+//! `cpu_count` (sysinfo's first refresh has nothing to compare with). The
+//! list of CPUs is the one of the first run. Two runs less than
+//! [`sysinfo::MINIMUM_CPU_UPDATE_INTERVAL`] (200 ms) apart give the same
+//! values.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
+use sysinfo::System;
 
 use crate::procfile::{file_error, parse_error, read_complete};
+use crate::source::{sysinfo_error, Reader, Source};
 
 /// The states of `/proc/stat`, in the kernel's column order.
 pub const STATES: [&str; MAX_COLUMNS] = [
@@ -105,6 +130,9 @@ pub struct CpuConfig {
     pub simple: bool,
     /// Also publish `cpu_count`, the number of online CPUs.
     pub cpu_count: bool,
+    /// Where the CPU times come from (`auto`: `/proc/stat` on Linux, the
+    /// `sysinfo` crate elsewhere, which gives busy percentages only).
+    pub source: Source,
 }
 
 impl Default for CpuConfig {
@@ -114,6 +142,7 @@ impl Default for CpuConfig {
             normalize: false,
             simple: false,
             cpu_count: false,
+            source: Source::Auto,
         }
     }
 }
@@ -193,6 +222,8 @@ pub struct Cpu {
     cur: Reading,
     have_prev: bool,
     name: String,
+    /// The `sysinfo` reader, when that is the source.
+    sysinfo: Option<SysinfoCpu>,
 }
 
 impl Collector for Cpu {
@@ -203,7 +234,12 @@ impl Collector for Cpu {
     const DEFAULT_PATH: &'static str = "cpu";
 
     fn new(config: CpuConfig, env: &Environment) -> Result<Self, CollectorError> {
+        let sysinfo = match config.source.reader(Self::KIND)? {
+            Reader::Proc => None,
+            Reader::Sysinfo => Some(SysinfoCpu::default()),
+        };
         Ok(Cpu {
+            sysinfo,
             path: env.proc_path("stat"),
             config,
             buf: Vec::new(),
@@ -215,6 +251,9 @@ impl Collector for Cpu {
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        if let Some(source) = &mut self.sysinfo {
+            return source.collect(batch, &self.config, &mut self.name);
+        }
         let text = read_complete(&self.path, &mut self.buf)?;
         parse_stat(&self.path, text, &mut self.cur)?;
         if self.config.cpu_count {
@@ -267,6 +306,75 @@ impl Cpu {
                 batch.gauge(&self.name, d.share(i) * 100.0);
             }
         }
+    }
+}
+
+/// The `sysinfo` reading of the `cpu` collector (see the module
+/// documentation, "Other systems").
+#[derive(Default)]
+struct SysinfoCpu {
+    /// Built on the first run (building it can fail; `new` must not). Keeps
+    /// the previous CPU times, which the usage is computed against.
+    system: Option<System>,
+}
+
+impl SysinfoCpu {
+    fn collect(
+        &mut self,
+        batch: &mut Batch,
+        config: &CpuConfig,
+        name: &mut String,
+    ) -> Result<(), CollectorError> {
+        let (system, first) = match &mut self.system {
+            Some(system) => (system, false),
+            none => (
+                none.insert(System::new().map_err(|e| sysinfo_error("CPU usage", e))?),
+                true,
+            ),
+        };
+        system.refresh_cpu_usage();
+        let cpus = system.cpus();
+        if cpus.is_empty() {
+            return Err(CollectorError::Other(
+                "sysinfo lists no CPU: it could not read the CPU times".into(),
+            ));
+        }
+        if config.cpu_count {
+            batch.gauge("cpu_count", cpus.len() as f64);
+        }
+        if first {
+            // The first refresh compares with nothing (its usage is since
+            // boot, or 0): publish from the second on, as /proc does.
+            return Ok(());
+        }
+        let busy = f64::from(system.global_cpu_usage());
+        if config.simple {
+            batch.gauge("percent", busy);
+            return Ok(());
+        }
+        let scale = if config.normalize {
+            1.0
+        } else {
+            cpus.len() as f64
+        };
+        batch.gauge("total.percent", busy * scale);
+        if !config.percore {
+            return Ok(());
+        }
+        for (i, cpu) in cpus.iter().enumerate() {
+            // Linux names them as /proc/stat does (`cpu3`): keep that
+            // number, so an offline CPU does not shift the others' names.
+            let n = cpu
+                .name()
+                .strip_prefix("cpu")
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(i as u32);
+            name.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(name, "cpu{n}.percent");
+            batch.gauge(name, f64::from(cpu.usage()));
+        }
+        Ok(())
     }
 }
 
@@ -918,5 +1026,123 @@ mod tests {
             MapDeserializer::new(vec![("per_core", true)].into_iter());
         let err = CpuConfig::deserialize(typo).unwrap_err().to_string();
         assert!(err.contains("per_core"), "{err}");
+    }
+
+    #[test]
+    fn source_option() {
+        use serde::de::value::{Error, MapDeserializer};
+        let with = |source: &'static str| {
+            let d: MapDeserializer<'_, _, Error> =
+                MapDeserializer::new(vec![("source", source)].into_iter());
+            CpuConfig::deserialize(d)
+        };
+        assert_eq!(CpuConfig::default().source, Source::Auto);
+        for (text, source) in [
+            ("auto", Source::Auto),
+            ("proc", Source::Proc),
+            ("sysinfo", Source::Sysinfo),
+        ] {
+            let config = with(text).unwrap();
+            assert_eq!(config.source, source);
+            #[cfg(target_os = "linux")]
+            assert!(Cpu::new(config, &Environment::default()).is_ok());
+        }
+        let err = with("kstat").unwrap_err().to_string();
+        assert!(err.contains("kstat"), "{err}");
+    }
+
+    /// The `N` of the `cpuN` lines of this machine's `/proc/stat`.
+    #[cfg(target_os = "linux")]
+    fn online_cpus() -> Vec<u32> {
+        let mut reading = Reading::default();
+        let path = std::path::Path::new("/proc/stat");
+        let text = std::fs::read_to_string(path).unwrap();
+        parse_stat(path, &text, &mut reading).unwrap();
+        reading.cpus.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Lets more than sysinfo's minimum interval between two CPU refreshes
+    /// pass, keeping one core a little busy.
+    #[cfg(target_os = "linux")]
+    fn wait_for_sysinfo() {
+        let until = std::time::Instant::now() + 2 * sysinfo::MINIMUM_CPU_UPDATE_INTERVAL;
+        let mut x = 0u64;
+        while std::time::Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sysinfo_source_on_this_machine() {
+        let cpus = online_cpus();
+        let n = cpus.len() as f64;
+        let sysinfo = |config: CpuConfig| CpuConfig {
+            source: Source::Sysinfo,
+            ..config
+        };
+        // The proc root is ignored: sysinfo reads the agent's own system.
+        let mut h = Harness::<Cpu>::new(
+            sysinfo(CpuConfig {
+                cpu_count: true,
+                ..CpuConfig::default()
+            }),
+            fixture_env("proc-a"),
+        )
+        .unwrap();
+        let p = h.collect().await.unwrap();
+        assert_eq!(names(&p), ["cpu_count"], "first run: no share yet");
+        assert_metric(&p, "cpu_count", n);
+        wait_for_sysinfo();
+        let p = h.collect().await.unwrap();
+        let mut expected: Vec<String> = cpus.iter().map(|c| format!("cpu{c}.percent")).collect();
+        expected.extend(["cpu_count".to_owned(), "total.percent".to_owned()]);
+        expected.sort();
+        assert_eq!(names(&p), expected);
+        let total = p.get("total.percent").unwrap();
+        assert!((0.0..=100.0 * n).contains(&total), "{total}");
+        for c in &cpus {
+            let v = p.get(&format!("cpu{c}.percent")).unwrap();
+            assert!((0.0..=100.0).contains(&v), "cpu{c} {v}");
+        }
+        // The sum of the cores' shares is the machine's share × CPUs (each
+        // rounded to f32 by sysinfo).
+        let sum: f64 = cpus
+            .iter()
+            .map(|c| p.get(&format!("cpu{c}.percent")).unwrap())
+            .sum();
+        assert!((sum - total).abs() <= 1.0 * n + 1.0, "{sum} vs {total}");
+
+        let mut h = Harness::<Cpu>::new(
+            sysinfo(CpuConfig {
+                normalize: true,
+                percore: false,
+                ..CpuConfig::default()
+            }),
+            Environment::default(),
+        )
+        .unwrap();
+        assert!(h.collect().await.unwrap().metrics.is_empty());
+        wait_for_sysinfo();
+        let p = h.collect().await.unwrap();
+        assert_eq!(names(&p), ["total.percent"]);
+        let total = p.get("total.percent").unwrap();
+        assert!((0.0..=100.0).contains(&total), "{total}");
+
+        let mut h = Harness::<Cpu>::new(
+            sysinfo(CpuConfig {
+                simple: true,
+                ..CpuConfig::default()
+            }),
+            Environment::default(),
+        )
+        .unwrap();
+        assert!(h.collect().await.unwrap().metrics.is_empty());
+        wait_for_sysinfo();
+        let p = h.collect().await.unwrap();
+        assert_eq!(names(&p), ["percent"]);
+        let percent = p.get("percent").unwrap();
+        // A core was kept busy while waiting.
+        assert!(percent > 0.0 && percent <= 100.0, "{percent}");
     }
 }

@@ -51,6 +51,27 @@
 //! for that mount point (reported as "still hung"), in this instance or any
 //! other of the process, and at most [`MAX_THREADS`] such threads may exist
 //! at once.
+//!
+//! # Other systems
+//!
+//! With `source = "sysinfo"` (the default off Linux) the filesystems and
+//! their sizes come from the `sysinfo` crate's list of disks, filtered,
+//! de-duplicated and named by the same rules (a type is compared in lower
+//! case: Windows' `NTFS` is `ntfs`; a Windows drive `C:\` is named `C_`).
+//! `sysinfo` gives a filesystem's size and the space available to
+//! unprivileged users only, so, as Diamond's `psutil` fallback did:
+//!
+//! ```text
+//! <fs>.<unit>_avail         available
+//! <fs>.<unit>_free          available (the blocks reserved for root are not told apart)
+//! <fs>.<unit>_used          total − available
+//! <fs>.<unit>_percentfree   100 × available / total
+//! ```
+//!
+//! and no `inodes_*` metric. The whole listing runs on one worker thread,
+//! waited for at most `statvfs_timeout`; one that has not returned (a hung
+//! network filesystem) is not started again until it does. On Linux,
+//! `sysinfo` leaves out network filesystems (`nfs`, `cifs`) and `tmpfs`.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -66,8 +87,10 @@ use std::time::{Duration, Instant};
 use carat_collector::{name, Batch, Collector, CollectorError, Environment};
 use regex::Regex;
 use serde::Deserialize;
+use sysinfo::{DiskRefreshKind, Disks};
 
 use crate::procfile::parse_error;
+use crate::source::{sysinfo_error, Reader, Source};
 
 /// Diamond's default `filesystems`.
 pub const DEFAULT_FILESYSTEMS: [&str; 12] = [
@@ -128,6 +151,10 @@ pub struct DiskSpaceConfig {
     /// Name a filesystem by its label in `/dev/disk/by-label`, when it has
     /// one, instead of by its mount point (Diamond does).
     pub use_labels: bool,
+    /// Where the filesystems and their sizes come from (`auto`:
+    /// `/proc/mounts` and `statvfs` on Linux, the `sysinfo` crate
+    /// elsewhere, which has no inode counts).
+    pub source: Source,
 }
 
 impl Default for DiskSpaceConfig {
@@ -144,6 +171,7 @@ impl Default for DiskSpaceConfig {
             byte_unit: vec!["byte".to_owned()],
             statvfs_timeout: 2.0,
             use_labels: true,
+            source: Source::Auto,
         }
     }
 }
@@ -470,6 +498,16 @@ fn diamond_name(mount_point: &str) -> String {
     }
 }
 
+/// True for a mount point that can be measured: an absolute path, or a
+/// Windows drive (`C:\`) as `sysinfo` lists it.
+fn is_mount_point(path: &[u8]) -> bool {
+    match path {
+        [b'/', ..] => true,
+        [drive, b':', b'\\' | b'/', ..] => drive.is_ascii_alphabetic(),
+        _ => false,
+    }
+}
+
 /// True for sources that name a device, a network export or a share, whose
 /// second mount is the same filesystem again. `tmpfs`, `overlay`, `none`
 /// and the like are a new filesystem at each mount.
@@ -513,7 +551,7 @@ fn select_mounts(
             continue;
         }
         let mount_point = &*line.mount_point;
-        if mount_point.first() != Some(&b'/') {
+        if !is_mount_point(mount_point) {
             continue;
         }
         let text = String::from_utf8_lossy(mount_point);
@@ -982,6 +1020,8 @@ pub struct DiskSpace {
     buf: Vec<u8>,
     /// The mounts of the current run.
     mounts: Vec<Mount>,
+    /// True when `sysinfo` is the source.
+    sysinfo: bool,
 }
 
 impl Collector for DiskSpace {
@@ -1019,7 +1059,9 @@ impl Collector for DiskSpace {
                 "statvfs_timeout {secs} is not a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}"
             )));
         }
+        let sysinfo = config.source.reader(Self::KIND)? == Reader::Sysinfo;
         Ok(DiskSpace {
+            sysinfo,
             mounts_path: env.proc_path("mounts"),
             labels_dir: config.use_labels.then(|| PathBuf::from(LABELS_DIR)),
             filter: MountFilter {
@@ -1035,6 +1077,9 @@ impl Collector for DiskSpace {
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        if self.sysinfo {
+            return self.collect_sysinfo(batch).await;
+        }
         let mut problems = self.plan()?;
         let clashes = problems.len();
         let paths = self.mounts.iter().map(|m| m.path.clone()).collect();
@@ -1097,25 +1142,353 @@ impl DiskSpace {
             &mut problems,
         );
         if self.mounts.is_empty() && problems.is_empty() {
-            let mut types: Vec<String> = lines
-                .iter()
-                .map(|l| shown(&l.fs_type, 40))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            types.truncate(40);
-            return Err(CollectorError::Other(
-                format!(
-                    "{}: no mount to measure: none of the types in filesystems ({}) is mounted \
-                     outside exclude_filters; types mounted: {}",
-                    path.display(),
-                    self.filter.filesystems.join(", "),
-                    types.join(", ")
-                )
-                .into(),
+            return Err(nothing_to_measure(
+                &path.display().to_string(),
+                &self.filter,
+                &lines,
             ));
         }
         Ok(problems)
+    }
+}
+
+/// The error of a run that found no mount to measure in `lines`, read from
+/// `origin`.
+fn nothing_to_measure(
+    origin: &str,
+    filter: &MountFilter,
+    lines: &[MountLine<'_>],
+) -> CollectorError {
+    let mut types: Vec<String> = lines
+        .iter()
+        .map(|l| shown(&l.fs_type, 40))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    types.truncate(40);
+    CollectorError::Other(
+        format!(
+            "{origin}: no mount to measure: none of the types in filesystems ({}) is mounted \
+             outside exclude_filters; types mounted: {}",
+            filter.filesystems.join(", "),
+            types.join(", ")
+        )
+        .into(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The sysinfo source
+
+/// The `sysinfo` listings of the disks that were given up on (not returned
+/// in time) and have still not returned, process-wide. While there is one
+/// (a hung filesystem), no other is started, by any instance.
+static STUCK: Mutex<Stuck> = Mutex::new(Stuck {
+    count: 0,
+    since: None,
+});
+
+#[derive(Debug)]
+struct Stuck {
+    count: usize,
+    /// When the oldest of them started.
+    since: Option<Instant>,
+}
+
+/// What `sysinfo` tells of one mounted filesystem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SysinfoDisk {
+    /// What it is mounted from (a device on Linux and macOS, the volume
+    /// label on Windows).
+    device: Vec<u8>,
+    mount_point: Vec<u8>,
+    /// Its type, in lower case.
+    fs_type: Vec<u8>,
+    /// Size, bytes.
+    total: u64,
+    /// Space available to unprivileged users, bytes.
+    available: u64,
+}
+
+/// Lists the mounted filesystems and their sizes through `sysinfo` (this
+/// may block on a hung filesystem).
+fn list_sysinfo_disks() -> Result<Vec<SysinfoDisk>, CollectorError> {
+    let disks = Disks::new_with_refreshed_list_specifics(DiskRefreshKind::nothing().with_storage())
+        .map_err(|e| sysinfo_error("the mounted filesystems", e))?;
+    Ok(disks
+        .iter()
+        .map(|d| {
+            SysinfoDisk::new(
+                d.name(),
+                d.mount_point(),
+                d.file_system(),
+                d.total_space(),
+                d.available_space(),
+            )
+        })
+        .collect())
+}
+
+impl SysinfoDisk {
+    fn new(
+        device: &std::ffi::OsStr,
+        mount_point: &Path,
+        fs_type: &std::ffi::OsStr,
+        total: u64,
+        available: u64,
+    ) -> SysinfoDisk {
+        SysinfoDisk {
+            device: device.as_encoded_bytes().to_vec(),
+            mount_point: mount_point.as_os_str().as_encoded_bytes().to_vec(),
+            fs_type: fs_type.as_encoded_bytes().to_ascii_lowercase(),
+            total,
+            available,
+        }
+    }
+}
+
+/// One `sysinfo` listing, between the collector and the threads.
+struct Listing {
+    started: Instant,
+    result: Option<Result<Vec<SysinfoDisk>, CollectorError>>,
+    /// The collector took the result.
+    taken: bool,
+    /// The collector gave up waiting before the result came: counted in
+    /// [`STUCK`] until it comes.
+    abandoned: bool,
+    /// The deadline passed.
+    expired: bool,
+    waker: Option<Waker>,
+    timer: Option<Thread>,
+}
+
+/// Held while the collector waits for a listing: if it stops waiting
+/// before the result came (the deadline passed, or the agent dropped the
+/// run), the listing is counted as stuck until it returns.
+struct Waiting(Arc<Mutex<Listing>>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let timer = {
+            let mut l = lock(&self.0);
+            l.expired = true;
+            if l.result.is_none() && !l.taken && !l.abandoned {
+                l.abandoned = true;
+                let mut stuck = lock(&STUCK);
+                stuck.count += 1;
+                stuck.since = Some(stuck.since.map_or(l.started, |s| s.min(l.started)));
+            }
+            l.timer.take()
+        };
+        if let Some(t) = timer {
+            t.unpark();
+        }
+    }
+}
+
+/// Runs `list` on a worker thread and waits for it, at most `timeout`,
+/// without blocking the caller's thread. A listing given up on keeps its
+/// thread; until it returns, no other is started (see [`STUCK`]).
+async fn list_off_thread(
+    list: fn() -> Result<Vec<SysinfoDisk>, CollectorError>,
+    timeout: Duration,
+) -> Result<Vec<SysinfoDisk>, CollectorError> {
+    if let Some(since) = lock(&STUCK).since {
+        return Err(CollectorError::Other(
+            format!(
+                "sysinfo: still hung: a listing of the filesystems started {}s ago has not \
+                 returned; not retried until it does",
+                since.elapsed().as_secs()
+            )
+            .into(),
+        ));
+    }
+    let cannot_start =
+        |e: io::Error| CollectorError::Other(format!("sysinfo: cannot start a thread: {e}").into());
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let listing = Arc::new(Mutex::new(Listing {
+        started,
+        result: None,
+        taken: false,
+        abandoned: false,
+        expired: false,
+        waker: None,
+        timer: None,
+    }));
+    let timer = {
+        let listing = Arc::clone(&listing);
+        thread::Builder::new()
+            .name("carat-diskspace-timer".into())
+            .stack_size(THREAD_STACK)
+            .spawn(move || loop {
+                let now = Instant::now();
+                {
+                    let mut l = lock(&listing);
+                    if l.result.is_some() || l.expired {
+                        return;
+                    }
+                    if now >= deadline {
+                        l.expired = true;
+                        let waker = l.waker.take();
+                        drop(l);
+                        if let Some(w) = waker {
+                            w.wake();
+                        }
+                        return;
+                    }
+                }
+                thread::park_timeout(deadline - now);
+            })
+            .map_err(cannot_start)?
+    };
+    lock(&listing).timer = Some(timer.thread().clone());
+    // From here on, giving up on the listing (whatever the reason) counts
+    // it as stuck until it returns.
+    let waiting = Waiting(Arc::clone(&listing));
+    {
+        let shared = Arc::clone(&listing);
+        // sysinfo's own stack needs (macOS' CoreFoundation) are unknown:
+        // the default stack size.
+        thread::Builder::new()
+            .name("carat-diskspace-sysinfo".into())
+            .spawn(move || {
+                let result = catch_unwind(list).unwrap_or_else(|_| {
+                    Err(CollectorError::Other(
+                        "sysinfo panicked while listing the filesystems".into(),
+                    ))
+                });
+                let (waker, timer) = {
+                    let mut l = lock(&shared);
+                    l.result = Some(result);
+                    if l.abandoned {
+                        let mut stuck = lock(&STUCK);
+                        stuck.count = stuck.count.saturating_sub(1);
+                        if stuck.count == 0 {
+                            stuck.since = None;
+                        }
+                    }
+                    (l.waker.take(), l.timer.take())
+                };
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                if let Some(t) = timer {
+                    t.unpark();
+                }
+            })
+            .map_err(|e| {
+                // No listing runs: nothing is stuck.
+                lock(&listing).taken = true;
+                cannot_start(e)
+            })?;
+    }
+    let result = std::future::poll_fn(|cx| {
+        let mut l = lock(&listing);
+        if let Some(result) = l.result.take() {
+            l.taken = true;
+            return Poll::Ready(Some(result));
+        }
+        if l.expired {
+            return Poll::Ready(None);
+        }
+        l.waker = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await;
+    drop(waiting);
+    result.unwrap_or_else(|| {
+        Err(CollectorError::Other(
+            format!(
+                "sysinfo: listing the filesystems did not return within {timeout:?} \
+                 (statvfs_timeout); not retried until it does"
+            )
+            .into(),
+        ))
+    })
+}
+
+/// Adds the metrics `sysinfo` can give of one filesystem, named `fs`: see
+/// the module documentation, "Other systems".
+fn publish_sizes(batch: &mut Batch, fs: &str, total: u64, available: u64, units: &[Unit]) {
+    let available = available.min(total);
+    let used = (total - available) as f64;
+    let available = available as f64;
+    let percentfree = if total == 0 {
+        0.0
+    } else {
+        100.0 * available / total as f64
+    };
+    for u in units {
+        batch.gauge_parts(&[fs, &u.percentfree], percentfree);
+        batch.gauge_parts(&[fs, &u.used], used * u.factor);
+        batch.gauge_parts(&[fs, &u.free], available * u.factor);
+        batch.gauge_parts(&[fs, &u.avail], available * u.factor);
+    }
+}
+
+impl DiskSpace {
+    /// A run with `sysinfo` as the source.
+    async fn collect_sysinfo(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        let disks = list_off_thread(list_sysinfo_disks, self.timeout).await?;
+        self.publish_sysinfo(batch, &disks)
+    }
+
+    /// Chooses, names and publishes the filesystems of `disks` as the
+    /// `/proc` source does those of the mounts file.
+    fn publish_sysinfo(
+        &mut self,
+        batch: &mut Batch,
+        disks: &[SysinfoDisk],
+    ) -> Result<(), CollectorError> {
+        let lines: Vec<MountLine<'_>> = disks
+            .iter()
+            .map(|d| MountLine {
+                device: Cow::Borrowed(&d.device),
+                mount_point: Cow::Borrowed(&d.mount_point),
+                fs_type: Cow::Borrowed(&d.fs_type),
+            })
+            .collect();
+        let labels = match &self.labels_dir {
+            Some(dir) => Labels::read(dir),
+            None => Labels::default(),
+        };
+        let mut problems = Vec::new();
+        select_mounts(
+            &lines,
+            &self.filter,
+            &|device| labels.of(device),
+            &mut self.mounts,
+            &mut problems,
+        );
+        if self.mounts.is_empty() && problems.is_empty() {
+            return Err(nothing_to_measure("sysinfo", &self.filter, &lines));
+        }
+        let clashes = problems.len();
+        for mount in &self.mounts {
+            // The first listed at that mount point, as select_mounts took it.
+            let Some(disk) = disks
+                .iter()
+                .find(|d| path_from_bytes(&d.mount_point) == mount.path)
+            else {
+                continue;
+            };
+            if disk.total == 0 {
+                problems.push(format!(
+                    "sysinfo {}: no size: sysinfo could not measure it",
+                    mount.shown
+                ));
+                continue;
+            }
+            publish_sizes(batch, &mount.name, disk.total, disk.available, &self.units);
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(CollectorError::Other(Box::new(NotMeasured {
+            of: self.mounts.len() + clashes,
+            problems,
+        })))
     }
 }
 
@@ -2048,5 +2421,248 @@ mod tests {
             }
         }
         assert!(p.contains_key(&format!("{root_name}.byte_avail")), "{p:?}");
+    }
+
+    // -- the sysinfo source --------------------------------------------------
+
+    fn sysinfo_config() -> DiskSpaceConfig {
+        DiskSpaceConfig {
+            source: Source::Sysinfo,
+            use_labels: false,
+            ..DiskSpaceConfig::default()
+        }
+    }
+
+    fn disk(device: &str, mount_point: &str, fs_type: &str, total: u64, avail: u64) -> SysinfoDisk {
+        SysinfoDisk::new(
+            device.as_ref(),
+            Path::new(mount_point),
+            fs_type.as_ref(),
+            total,
+            avail,
+        )
+    }
+
+    #[test]
+    fn sysinfo_disks_are_chosen_and_named_like_mounts() {
+        let mut c = build(DiskSpaceConfig {
+            byte_unit: vec!["byte".into(), "kilobyte".into()],
+            ..sysinfo_config()
+        })
+        .unwrap();
+        let disks = [
+            disk("/dev/vda", "/", "ext4", 10_240, 6_144),
+            // The same device again (a bind mount): left out.
+            disk("/dev/vda", "/srv/bind", "ext4", 10_240, 6_144),
+            // Windows: a drive, its type in capitals, a volume label.
+            disk("Windows", "C:\\", "NTFS", 2_048, 1_024),
+            // Excluded by Diamond's default exclude_filters.
+            disk("/dev/sdb1", "/export/home", "ext4", 1, 1),
+            // Types not in the list.
+            disk("tmpfs", "/tmp", "tmpfs", 1, 1),
+            disk("/dev/disk3s5", "/System/Volumes/Data", "apfs", 1, 1),
+            // More available than the size (a filesystem changing under
+            // sysinfo): nothing negative.
+            disk("/dev/sdd1", "/var.old", "xfs", 100, 150),
+            // sysinfo could not measure it.
+            disk("/dev/sdc1", "/data", "xfs", 0, 0),
+        ];
+        let mut batch = Batch::new();
+        let err = c.publish_sysinfo(&mut batch, &disks).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("1 of 4 filesystems not published: sysinfo /data: no size"),
+            "{msg}"
+        );
+        let p = published(&batch);
+        let mut names: Vec<_> = p.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut expected = Vec::new();
+        for fs in ["C_", "_var_old", "root"] {
+            for unit in ["byte", "kilobyte"] {
+                for m in ["avail", "free", "percentfree", "used"] {
+                    expected.push(format!("{fs}.{unit}_{m}"));
+                }
+            }
+        }
+        assert_eq!(names, expected);
+        close(&p, "root.byte_used", 4_096.0, 0.0);
+        close(&p, "root.byte_free", 6_144.0, 0.0);
+        close(&p, "root.byte_avail", 6_144.0, 0.0);
+        close(&p, "root.byte_percentfree", 60.0, 1e-9);
+        close(&p, "root.kilobyte_used", 4.0, 0.0);
+        close(&p, "root.kilobyte_avail", 6.0, 0.0);
+        close(&p, "C_.byte_used", 1_024.0, 0.0);
+        close(&p, "C_.byte_percentfree", 50.0, 1e-9);
+        close(&p, "_var_old.byte_used", 0.0, 0.0);
+        close(&p, "_var_old.byte_free", 100.0, 0.0);
+        close(&p, "_var_old.byte_percentfree", 100.0, 1e-9);
+
+        // Nothing to measure: say which types are mounted.
+        let mut batch = Batch::new();
+        let err = c
+            .publish_sysinfo(&mut batch, &disks[4..6])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("sysinfo: no mount to measure") && err.contains("apfs, tmpfs"),
+            "{err}"
+        );
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn sysinfo_source_option() {
+        use serde::de::value::{Error, MapDeserializer};
+        let with = |source: &'static str| {
+            let d: MapDeserializer<'_, _, Error> =
+                MapDeserializer::new(vec![("source", source)].into_iter());
+            DiskSpaceConfig::deserialize(d)
+        };
+        assert_eq!(DiskSpaceConfig::default().source, Source::Auto);
+        for (text, source) in [
+            ("auto", Source::Auto),
+            ("proc", Source::Proc),
+            ("sysinfo", Source::Sysinfo),
+        ] {
+            let config = with(text).unwrap();
+            assert_eq!(config.source, source);
+            #[cfg(target_os = "linux")]
+            assert_eq!(build(config).unwrap().sysinfo, source == Source::Sysinfo);
+        }
+        let err = with("statfs").unwrap_err().to_string();
+        assert!(err.contains("statfs"), "{err}");
+    }
+
+    /// Opened by [`release_hanging_list`].
+    #[cfg(target_os = "linux")]
+    static GATES: [(Mutex<bool>, Condvar); 2] = [
+        (Mutex::new(false), Condvar::new()),
+        (Mutex::new(false), Condvar::new()),
+    ];
+
+    /// A listing that hangs until released, like one on a dead NFS mount.
+    #[cfg(target_os = "linux")]
+    fn hanging_list(gate: usize) -> Result<Vec<SysinfoDisk>, CollectorError> {
+        let (open, changed) = &GATES[gate];
+        let mut open = lock(open);
+        while !*open {
+            open = changed.wait(open).unwrap_or_else(PoisonError::into_inner);
+        }
+        Ok(Vec::new())
+    }
+
+    #[cfg(target_os = "linux")]
+    fn release_hanging_list(gate: usize) {
+        *lock(&GATES[gate].0) = true;
+        GATES[gate].1.notify_all();
+    }
+
+    #[cfg(target_os = "linux")]
+    fn wait_until_nothing_is_stuck() {
+        let until = Instant::now() + Duration::from_secs(10);
+        while lock(&STUCK).since.is_some() {
+            assert!(
+                Instant::now() < until,
+                "the released listing is still stuck"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(lock(&STUCK).count, 0);
+    }
+
+    // One test, so that its hung listing (process-wide) cannot fail another.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sysinfo_source_on_this_machine() {
+        let mounts = std::fs::read("/proc/mounts").unwrap();
+        let mut lines = Vec::new();
+        parse_mounts(Path::new("/proc/mounts"), &mounts, &mut lines).unwrap();
+        let root_type = lines
+            .iter()
+            .rev()
+            .find(|l| &*l.mount_point == b"/")
+            .map(|l| String::from_utf8_lossy(&l.fs_type).into_owned())
+            .unwrap();
+        let mut config = sysinfo_config();
+        if !config.filesystems.contains(&root_type) {
+            config.filesystems.push(root_type);
+        }
+        // The proc root is ignored: sysinfo reads the agent's own system.
+        let mut c = DiskSpace::new(config, &crate::test_support::fixture_env("proc-a")).unwrap();
+        let mut batch = Batch::new();
+        // Other filesystems of this machine may fail: the root must not.
+        let result = c.collect(&mut batch).await;
+        if let Err(e) = &result {
+            assert!(!e.to_string().contains("sysinfo /:"), "{e}");
+        }
+        let p = published(&batch);
+        assert!(
+            c.mounts
+                .iter()
+                .any(|m| m.path == Path::new("/") && m.name == "root"),
+            "{:?}",
+            c.mounts
+        );
+        assert!(!p.keys().any(|k| k.contains("inodes")), "{p:?}");
+        let s = rustix::fs::statvfs("/").unwrap();
+        let total = (s.f_blocks * s.f_frsize) as f64;
+        let avail = (s.f_bavail * s.f_frsize) as f64;
+        let get = |m: &str| {
+            *p.get(&format!("root.{m}"))
+                .unwrap_or_else(|| panic!("no root.{m} in {p:?}"))
+        };
+        let (used, free) = (get("byte_used"), get("byte_free"));
+        assert!(
+            (used + free - total).abs() <= 0.01 * total,
+            "{used} + {free} vs statvfs {total}"
+        );
+        // Allowing for writes in between.
+        assert!(
+            (get("byte_avail") - avail).abs() <= 0.01 * total,
+            "{} vs statvfs {avail}",
+            get("byte_avail")
+        );
+        assert_eq!(get("byte_avail"), free);
+        let pf = get("byte_percentfree");
+        assert!((pf - 100.0 * free / (used + free)).abs() < 1e-6, "{pf}");
+
+        // A listing that does not return in time is given up on, and not
+        // started again until it returns.
+        let started = Instant::now();
+        let err = list_off_thread(|| hanging_list(0), Duration::from_millis(50))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did not return within 50ms"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let mut batch = Batch::new();
+        let err = c.collect(&mut batch).await.unwrap_err().to_string();
+        assert!(err.contains("still hung"), "{err}");
+        assert!(batch.is_empty());
+        release_hanging_list(0);
+        wait_until_nothing_is_stuck();
+        let mut batch = Batch::new();
+        let _ = c.collect(&mut batch).await;
+        assert!(published(&batch).contains_key("root.byte_avail"));
+
+        // The agent dropping a run (its own timeout) while the listing
+        // hangs: given up on the same way.
+        let mut run = Box::pin(list_off_thread(
+            || hanging_list(1),
+            Duration::from_secs(3600),
+        ));
+        let mut cx = std::task::Context::from_waker(Waker::noop());
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        drop(run);
+        assert_eq!(lock(&STUCK).count, 1);
+        let mut batch = Batch::new();
+        let err = c.collect(&mut batch).await.unwrap_err().to_string();
+        assert!(err.contains("still hung"), "{err}");
+        release_hanging_list(1);
+        wait_until_nothing_is_stuck();
+        let mut batch = Batch::new();
+        let _ = c.collect(&mut batch).await;
+        assert!(published(&batch).contains_key("root.byte_avail"));
     }
 }

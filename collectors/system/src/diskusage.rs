@@ -367,6 +367,8 @@ impl Collector for DiskUsage {
     const DEFAULT_PATH: &'static str = "iostat";
 
     fn new(config: DiskUsageConfig, env: &Environment) -> Result<Self, CollectorError> {
+        // Only /proc has these numbers: elsewhere, say so when built.
+        crate::source::linux_only(Self::KIND)?;
         if config.sector_size == 0 {
             return Err(CollectorError::config("sector_size must be at least 1"));
         }

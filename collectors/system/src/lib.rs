@@ -13,6 +13,10 @@
 //! - [`Process`] (`process`): named groups of processes.
 //!
 //! Metric names are Diamond's, so existing Graphite dashboards keep working.
+//! On other systems than Linux, `cpu`, `memory`, `loadavg`, `diskspace`,
+//! `network` and `process` read through the `sysinfo` crate instead (their
+//! `source` option, see [`source`]), publishing the same names for what it
+//! can tell; the others are Linux-only and refuse to be built elsewhere.
 //! Every file is read under [`carat_collector::Environment::proc_root`], so
 //! the collectors work with a host's `/proc` bind-mounted into a container,
 //! and tests point them at recorded files. The README of this crate lists
@@ -28,6 +32,7 @@ pub mod network;
 pub mod process;
 mod procfile;
 pub mod sockets;
+pub mod source;
 pub mod tcp;
 pub mod uptime;
 pub mod vmstat;

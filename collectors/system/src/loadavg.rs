@@ -20,18 +20,34 @@
 //!
 //! A file that is not in this format is a [`CollectorError::Parse`] naming
 //! the file and line.
+//!
+//! # Other systems
+//!
+//! With `source = "sysinfo"` (the default off Linux) the load averages come
+//! from the `sysinfo` crate (`getloadavg` on macOS and the BSDs,
+//! `/proc/loadavg` on Linux) and the number of CPUs from its list of CPUs,
+//! with the same fallback. `01`, `05`, `15` and their `_normalized`
+//! versions are published; `processes_running` and `processes_total` are
+//! not (`sysinfo` does not give them). Windows has no load average: there
+//! the collector cannot be built.
 
 use std::path::{Path, PathBuf};
 
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
+use sysinfo::{CpuRefreshKind, System};
 
 use crate::procfile::{parse_error, read_complete, read_text};
+use crate::source::{sysinfo_error, Reader, Source};
 
-/// Options of the `loadavg` collector: it has none of its own.
+/// Options of the `loadavg` collector.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
-pub struct LoadAvgConfig {}
+pub struct LoadAvgConfig {
+    /// Where the load averages come from (`auto`: `/proc/loadavg` on Linux,
+    /// the `sysinfo` crate elsewhere).
+    pub source: Source,
+}
 
 /// The `loadavg` collector. See the [module documentation](self).
 pub struct LoadAvg {
@@ -41,6 +57,8 @@ pub struct LoadAvg {
     fallback_cpus: usize,
     buf: Vec<u8>,
     stat_buf: Vec<u8>,
+    /// The `sysinfo` reader, when that is the source.
+    sysinfo: Option<SysinfoLoad>,
 }
 
 impl Collector for LoadAvg {
@@ -50,17 +68,32 @@ impl Collector for LoadAvg {
         "Load averages (1, 5, 15 min, also per CPU) and process counts, from /proc/loadavg";
     const DEFAULT_PATH: &'static str = "loadavg";
 
-    fn new(_config: LoadAvgConfig, env: &Environment) -> Result<Self, CollectorError> {
+    fn new(config: LoadAvgConfig, env: &Environment) -> Result<Self, CollectorError> {
+        let sysinfo = match config.source.reader(Self::KIND)? {
+            Reader::Proc => None,
+            Reader::Sysinfo => {
+                // Windows has no load average: that will not change, so say
+                // it now rather than on every run.
+                if let Err(sysinfo::Error::Unsupported) = System::load_average() {
+                    return Err(sysinfo_error("load averages", sysinfo::Error::Unsupported));
+                }
+                Some(SysinfoLoad::default())
+            }
+        };
         Ok(LoadAvg {
             path: env.proc_path("loadavg"),
             stat_path: env.proc_path("stat"),
             fallback_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             buf: Vec::new(),
             stat_buf: Vec::new(),
+            sysinfo,
         })
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        if let Some(source) = &mut self.sysinfo {
+            return source.collect(batch, self.fallback_cpus);
+        }
         let text = read_complete(&self.path, &mut self.buf)?;
         let load = parse_loadavg(&self.path, text)?;
         let cpus = match read_text(&self.stat_path, &mut self.stat_buf) {
@@ -123,6 +156,49 @@ fn parse_loadavg(path: &Path, text: &str) -> Result<Load, CollectorError> {
         running,
         total,
     })
+}
+
+/// The `sysinfo` reading of the `loadavg` collector (see the module
+/// documentation, "Other systems").
+#[derive(Default)]
+struct SysinfoLoad {
+    /// For the number of CPUs; built on the first run (building it can
+    /// fail; `new` must not).
+    system: Option<System>,
+}
+
+impl SysinfoLoad {
+    fn collect(&mut self, batch: &mut Batch, fallback_cpus: usize) -> Result<(), CollectorError> {
+        let load = System::load_average().map_err(|e| sysinfo_error("load averages", e))?;
+        let averages = [load.one, load.five, load.fifteen];
+        if let Some(bad) = averages.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            return Err(CollectorError::Other(
+                format!("sysinfo gives a load average of {bad}").into(),
+            ));
+        }
+        // Listed again on every run, as /proc/stat is read again: a CPU may
+        // go offline.
+        let cpus = match &mut self.system {
+            Some(system) => Some(system),
+            none => System::new().ok().map(|s| none.insert(s)),
+        }
+        .map(|system| {
+            system.refresh_cpu_list(CpuRefreshKind::nothing());
+            system.cpus().len()
+        })
+        .filter(|n| *n > 0)
+        .unwrap_or(fallback_cpus) as f64;
+        for (i, name) in ["01", "05", "15"].into_iter().enumerate() {
+            batch.gauge(name, averages[i]);
+        }
+        for (i, name) in ["01_normalized", "05_normalized", "15_normalized"]
+            .into_iter()
+            .enumerate()
+        {
+            batch.gauge(name, averages[i] / cpus);
+        }
+        Ok(())
+    }
 }
 
 /// The number of `cpuN` lines in the text of `/proc/stat`.
@@ -265,9 +341,76 @@ mod tests {
         use serde::de::value::{Error, MapDeserializer};
         let empty: MapDeserializer<'_, std::vec::IntoIter<(&str, bool)>, Error> =
             MapDeserializer::new(Vec::new().into_iter());
-        assert_eq!(LoadAvgConfig::deserialize(empty).unwrap(), LoadAvgConfig {});
+        assert_eq!(
+            LoadAvgConfig::deserialize(empty).unwrap(),
+            LoadAvgConfig::default()
+        );
         let typo: MapDeserializer<'_, _, Error> =
             MapDeserializer::new(vec![("simple", true)].into_iter());
         assert!(LoadAvgConfig::deserialize(typo).is_err());
+    }
+
+    #[test]
+    fn source_option() {
+        use serde::de::value::{Error, MapDeserializer};
+        let with = |source: &'static str| {
+            let d: MapDeserializer<'_, _, Error> =
+                MapDeserializer::new(vec![("source", source)].into_iter());
+            LoadAvgConfig::deserialize(d)
+        };
+        for (text, source) in [
+            ("auto", Source::Auto),
+            ("proc", Source::Proc),
+            ("sysinfo", Source::Sysinfo),
+        ] {
+            let config = with(text).unwrap();
+            assert_eq!(config.source, source);
+            #[cfg(target_os = "linux")]
+            assert!(LoadAvg::new(config, &Environment::default()).is_ok());
+        }
+        assert!(with("loadavg").is_err());
+        assert!(with("").is_err());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sysinfo_source_on_this_machine() {
+        let config = LoadAvgConfig {
+            source: Source::Sysinfo,
+        };
+        // The proc root is ignored: sysinfo reads the agent's own system.
+        let mut h = Harness::<LoadAvg>::new(config, fixture_env("proc-b")).unwrap();
+        let p = h.collect().await.unwrap();
+        assert_eq!(
+            p.names().collect::<Vec<_>>(),
+            [
+                "01",
+                "01_normalized",
+                "05",
+                "05_normalized",
+                "15",
+                "15_normalized"
+            ]
+        );
+        // The same kernel values, read a moment apart.
+        let text = std::fs::read_to_string("/proc/loadavg").unwrap();
+        let real: Vec<f64> = text
+            .split_ascii_whitespace()
+            .take(3)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        for (name, expected) in ["01", "05", "15"].into_iter().zip(&real) {
+            let v = p.get(name).unwrap();
+            assert!((v - expected).abs() < 0.5, "{name} {v}, /proc {expected}");
+        }
+        let stat = std::fs::read_to_string("/proc/stat").unwrap();
+        let cpus = count_cpus(&stat) as f64;
+        for name in ["01", "05", "15"] {
+            let normalized = p.get(&format!("{name}_normalized")).unwrap();
+            assert!(
+                (normalized - p.get(name).unwrap() / cpus).abs() < 1e-9,
+                "{name}_normalized {normalized} with {cpus} CPUs"
+            );
+        }
     }
 }

@@ -19,13 +19,24 @@
 //!
 //! A line that is not `Name: number [kB]`, or a unit other than `kB`, is a
 //! [`CollectorError::Parse`] naming the file and line.
+//!
+//! # Other systems
+//!
+//! With `source = "sysinfo"` (the default off Linux) the sizes come from the
+//! `sysinfo` crate, in the same unit: `MemTotal`, `MemFree`,
+//! `MemAvailable`, `SwapTotal`, `SwapFree` and `MemUsedPercentage` (from
+//! `MemAvailable`). The other keys, and `detailed`, have no equivalent there
+//! and are not published. On Windows `sysinfo` has no separate free memory:
+//! `MemFree` is the available memory.
 
 use std::path::{Path, PathBuf};
 
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
+use sysinfo::{MemoryRefreshKind, System};
 
 use crate::procfile::{parse_error, read_complete};
+use crate::source::{sysinfo_error, Reader, Source};
 
 /// The keys published without `detailed`, as Diamond does.
 pub const KEYS: [&str; 16] = [
@@ -63,6 +74,9 @@ pub struct MemoryConfig {
     /// The unit sizes are published in: `byte`, `kilobyte`, `megabyte` or
     /// `gigabyte` (binary: 1024, 1024², 1024³ bytes, as Diamond).
     pub byte_unit: String,
+    /// Where the sizes come from (`auto`: `/proc/meminfo` on Linux, the
+    /// `sysinfo` crate elsewhere).
+    pub source: Source,
 }
 
 impl Default for MemoryConfig {
@@ -70,6 +84,7 @@ impl Default for MemoryConfig {
         MemoryConfig {
             detailed: false,
             byte_unit: "byte".to_owned(),
+            source: Source::Auto,
         }
     }
 }
@@ -81,6 +96,8 @@ pub struct Memory {
     /// What a `kB` value is multiplied by to give the configured unit.
     kb_factor: f64,
     buf: Vec<u8>,
+    /// The `sysinfo` reader, when that is the source.
+    sysinfo: Option<SysinfoMemory>,
 }
 
 impl Collector for Memory {
@@ -102,15 +119,23 @@ impl Collector for Memory {
                 )))
             }
         };
+        let sysinfo = match config.source.reader(Self::KIND)? {
+            Reader::Proc => None,
+            Reader::Sysinfo => Some(SysinfoMemory::default()),
+        };
         Ok(Memory {
             path: env.proc_path("meminfo"),
             detailed: config.detailed,
             kb_factor,
             buf: Vec::new(),
+            sysinfo,
         })
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        if let Some(source) = &mut self.sysinfo {
+            return source.collect(batch, self.kb_factor / 1024.0);
+        }
         let text = read_complete(&self.path, &mut self.buf)?;
         let mut found = [None::<u64>; KEYS.len()];
         for (i, line) in text.lines().enumerate() {
@@ -195,6 +220,48 @@ fn used_percentage(found: &[Option<u64>; KEYS.len()]) -> Option<f64> {
     Some(100.0 * total.saturating_sub(available) as f64 / total as f64)
 }
 
+/// The `sysinfo` reading of the `memory` collector (see the module
+/// documentation, "Other systems").
+#[derive(Default)]
+struct SysinfoMemory {
+    /// Built on the first run (building it can fail; `new` must not).
+    system: Option<System>,
+}
+
+impl SysinfoMemory {
+    /// Publishes the sizes `sysinfo` has, in bytes × `byte_factor`.
+    fn collect(&mut self, batch: &mut Batch, byte_factor: f64) -> Result<(), CollectorError> {
+        let system = match &mut self.system {
+            Some(system) => system,
+            none => none.insert(System::new().map_err(|e| sysinfo_error("memory", e))?),
+        };
+        system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram().with_swap());
+        let total = system.total_memory();
+        if total == 0 {
+            // sysinfo reports what it could not read as 0.
+            return Err(CollectorError::Other(
+                "sysinfo reports a total memory of 0: it could not read the memory sizes".into(),
+            ));
+        }
+        let available = system.available_memory();
+        // The order of /proc/meminfo.
+        for (name, bytes) in [
+            ("MemTotal", total),
+            ("MemFree", system.free_memory()),
+            ("MemAvailable", available),
+            ("SwapTotal", system.total_swap()),
+            ("SwapFree", system.free_swap()),
+        ] {
+            batch.gauge(name, bytes as f64 * byte_factor);
+        }
+        batch.gauge(
+            "MemUsedPercentage",
+            100.0 * total.saturating_sub(available) as f64 / total as f64,
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +274,7 @@ mod tests {
         MemoryConfig {
             detailed,
             byte_unit: unit.to_owned(),
+            ..MemoryConfig::default()
         }
     }
 
@@ -412,5 +480,100 @@ mod tests {
         let typo: MapDeserializer<'_, _, Error> =
             MapDeserializer::new(vec![("byteunit", "byte")].into_iter());
         assert!(MemoryConfig::deserialize(typo).is_err());
+    }
+
+    #[test]
+    fn source_option() {
+        use serde::de::value::{Error, MapDeserializer};
+        let with = |source: &'static str| {
+            let d: MapDeserializer<'_, _, Error> =
+                MapDeserializer::new(vec![("source", source)].into_iter());
+            MemoryConfig::deserialize(d)
+        };
+        for (text, source) in [
+            ("auto", Source::Auto),
+            ("proc", Source::Proc),
+            ("sysinfo", Source::Sysinfo),
+        ] {
+            let config = with(text).unwrap();
+            assert_eq!(config.source, source);
+            // All three build on Linux.
+            #[cfg(target_os = "linux")]
+            assert!(Memory::new(config, &Environment::default()).is_ok());
+        }
+        let err = with("psutil").unwrap_err().to_string();
+        assert!(err.contains("psutil"), "{err}");
+    }
+
+    /// The value of `key` in this machine's `/proc/meminfo`, in kB.
+    #[cfg(target_os = "linux")]
+    fn real_meminfo_kb(key: &str) -> f64 {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.split(':').next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} in /proc/meminfo"));
+        line.split_ascii_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sysinfo_source_on_this_machine() {
+        let sysinfo = |unit: &str| MemoryConfig {
+            byte_unit: unit.to_owned(),
+            source: Source::Sysinfo,
+            ..MemoryConfig::default()
+        };
+        // The proc root is ignored: sysinfo reads the agent's own system.
+        let mut h = Harness::<Memory>::new(sysinfo("byte"), fixture_env("proc-a")).unwrap();
+        let p = h.collect().await.unwrap();
+        assert_eq!(
+            p.names().collect::<Vec<_>>(),
+            [
+                "MemAvailable",
+                "MemFree",
+                "MemTotal",
+                "MemUsedPercentage",
+                "SwapFree",
+                "SwapTotal"
+            ]
+        );
+        let total = p.get("MemTotal").unwrap();
+        let expected = real_meminfo_kb("MemTotal") * KIB;
+        assert!(
+            (total - expected).abs() <= expected * 0.01,
+            "MemTotal {total}, /proc/meminfo {expected}"
+        );
+        let swap = p.get("SwapTotal").unwrap();
+        let expected_swap = real_meminfo_kb("SwapTotal") * KIB;
+        assert!(
+            (swap - expected_swap).abs() <= expected_swap * 0.01,
+            "SwapTotal {swap}, /proc/meminfo {expected_swap}"
+        );
+        let (free, available) = (p.get("MemFree").unwrap(), p.get("MemAvailable").unwrap());
+        assert!(free > 0.0 && free <= total, "MemFree {free} of {total}");
+        assert!(
+            available > 0.0 && available <= total,
+            "{available} of {total}"
+        );
+        assert!(p.get("SwapFree").unwrap() <= swap);
+        let used = p.get("MemUsedPercentage").unwrap();
+        assert!(
+            (used - 100.0 * (total - available) / total).abs() < 1.0,
+            "{used}"
+        );
+
+        // Other units scale the same way.
+        let mut h = Harness::<Memory>::new(sysinfo("megabyte"), Environment::default()).unwrap();
+        let p = h.collect().await.unwrap();
+        let total_mb = p.get("MemTotal").unwrap();
+        assert!(
+            (total_mb - expected / (KIB * KIB)).abs() <= total_mb * 0.01,
+            "{total_mb}"
+        );
     }
 }

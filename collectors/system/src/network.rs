@@ -59,6 +59,19 @@
 //! header, or with an interface line that is not `name: <one counter per
 //! column>` is a [`CollectorError::Parse`] naming the file and line, and
 //! nothing is published for that run.
+//!
+//! # Other systems
+//!
+//! With `source = "sysinfo"` (the default off Linux) the counters come from
+//! the `sysinfo` crate: bytes, packets and errors, received and sent, per
+//! interface (on Linux from `/sys/class/net/<iface>/statistics`, the same
+//! kernel counters). They are published under the same names, through the
+//! same `interfaces` filter, units and rate rules: `rx_<unit>`,
+//! `tx_<unit>`, `rx_packets`, `tx_packets`, `rx_errors`, `tx_errors`. The
+//! other columns (`drop`, `fifo`, `frame`, `compressed`, `multicast`,
+//! `colls`, `carrier`) are not published. `sysinfo` lists interfaces in no
+//! order; they are taken in order of name, so of two names that give the
+//! same component the same one is published every time.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -70,8 +83,10 @@ use carat_collector::{Batch, Collector, CollectorError, Environment, RateTracker
 use regex::Regex;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use sysinfo::Networks;
 
 use crate::procfile::parse_error;
+use crate::source::{sysinfo_error, Reader, Source};
 
 /// Diamond's default `interfaces`.
 pub const DEFAULT_INTERFACES: [&str; 8] = ["eth", "bond", "em", "p1p", "eno", "enp", "ens", "enx"];
@@ -148,6 +163,9 @@ pub struct NetworkConfig {
     /// Diamond's spellings (`kilobit`/`kbit`/`Kibit` … `yottabyte`/`YB`/`YiB`).
     #[serde(deserialize_with = "string_list")]
     pub byte_unit: Vec<String>,
+    /// Where the counters come from (`auto`: `/proc/net/dev` on Linux, the
+    /// `sysinfo` crate elsewhere).
+    pub source: Source,
 }
 
 impl Default for NetworkConfig {
@@ -156,6 +174,7 @@ impl Default for NetworkConfig {
             interfaces: DEFAULT_INTERFACES.iter().map(|s| s.to_string()).collect(),
             greedy: true,
             byte_unit: vec!["bit".into(), "byte".into()],
+            source: Source::Auto,
         }
     }
 }
@@ -284,6 +303,8 @@ pub struct Network {
     reading: Reading,
     rates: RateTracker,
     key: String,
+    /// The `sysinfo` reader, when that is the source.
+    sysinfo: Option<SysinfoNetworks>,
 }
 
 impl Collector for Network {
@@ -296,7 +317,12 @@ impl Collector for Network {
     fn new(config: NetworkConfig, env: &Environment) -> Result<Self, CollectorError> {
         let filter = interface_filter(&config.interfaces, config.greedy)?;
         let units = units(&config.byte_unit)?;
+        let sysinfo = match config.source.reader(Self::KIND)? {
+            Reader::Proc => None,
+            Reader::Sysinfo => Some(SysinfoNetworks::default()),
+        };
         Ok(Network {
+            sysinfo,
             path: env.proc_path("net/dev"),
             filter,
             has_rate_units: units.iter().any(|u| matches!(u.kind, UnitKind::Rate(_))),
@@ -309,8 +335,12 @@ impl Collector for Network {
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
-        let text = read_complete_lossy(&self.path, &mut self.buf)?;
-        parse_dev(&self.path, &text, &self.filter, &mut self.reading)?;
+        if let Some(source) = &mut self.sysinfo {
+            source.read(&self.filter, &mut self.reading)?;
+        } else {
+            let text = read_complete_lossy(&self.path, &mut self.buf)?;
+            parse_dev(&self.path, &text, &self.filter, &mut self.reading)?;
+        }
         self.publish(batch);
         Ok(())
     }
@@ -536,7 +566,13 @@ fn parse_dev(
             values: start,
         });
     }
-    // Publish each sanitised name once, the first in the file, in file order.
+    choose_published(out);
+    Ok(())
+}
+
+/// Fills `out.publish` with the rows to publish: each sanitised name once,
+/// the first row that has it, in row order.
+fn choose_published(out: &mut Reading) {
     let Reading {
         rows,
         names,
@@ -551,7 +587,66 @@ fn parse_dev(
     publish.sort_by(|a, b| key(*a).cmp(key(*b)).then(a.cmp(b)));
     publish.dedup_by(|a, b| key(*a) == key(*b));
     publish.sort_unstable();
-    Ok(())
+}
+
+/// The columns of a `sysinfo` reading, in the order of `/proc/net/dev`.
+const SYSINFO_COLUMNS: [Column; 6] = [
+    Column::Bytes(Direction::Rx),
+    Column::Counter("rx_packets"),
+    Column::Counter("rx_errors"),
+    Column::Bytes(Direction::Tx),
+    Column::Counter("tx_packets"),
+    Column::Counter("tx_errors"),
+];
+
+/// The `sysinfo` reading of the `network` collector (see the module
+/// documentation, "Other systems").
+#[derive(Default)]
+struct SysinfoNetworks {
+    /// Built on the first run (building it can fail; `new` must not).
+    networks: Option<Networks>,
+}
+
+impl SysinfoNetworks {
+    /// Reads the counters of the interfaces that `filter` matches into
+    /// `out`, as `parse_dev` does from `/proc/net/dev`.
+    fn read(&mut self, filter: &Regex, out: &mut Reading) -> Result<(), CollectorError> {
+        let networks = match &mut self.networks {
+            Some(networks) => networks,
+            none => {
+                none.insert(Networks::new().map_err(|e| sysinfo_error("network interfaces", e))?)
+            }
+        };
+        // Interfaces that went away are dropped from the list.
+        networks.refresh(true);
+        out.clear();
+        out.columns.extend_from_slice(&SYSINFO_COLUMNS);
+        let mut interfaces: Vec<_> = networks.iter().collect();
+        interfaces.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (name, data) in interfaces {
+            let name = name.to_string_lossy();
+            if !filter.is_match(&name) {
+                continue;
+            }
+            let start = out.values.len();
+            out.values.extend([
+                data.total_received(),
+                data.total_packets_received(),
+                data.total_errors_on_received(),
+                data.total_transmitted(),
+                data.total_packets_transmitted(),
+                data.total_errors_on_transmitted(),
+            ]);
+            let name_start = out.names.len();
+            push_component(&mut out.names, &name);
+            out.rows.push(Row {
+                name: (name_start, out.names.len()),
+                values: start,
+            });
+        }
+        choose_published(out);
+        Ok(())
+    }
 }
 
 /// Reads the column names from the second header line,
@@ -714,6 +809,7 @@ mod tests {
             interfaces: vec!["lo".into(), "ifb".into(), "eth0".into()],
             greedy: false,
             byte_unit: vec!["byte".into(), "megabyte".into(), "kbit".into()],
+            ..NetworkConfig::default()
         };
         let mut s = Stepper::new("network-units", config);
         let first = s.run_fixture(0, "network/dev-a").await;
@@ -742,6 +838,7 @@ mod tests {
             interfaces: vec!["ifb[1-9]".into()],
             greedy: false,
             byte_unit: vec!["bit".into()],
+            ..NetworkConfig::default()
         };
         let mut s = Stepper::new("network-regex", config);
         let first = s.run_fixture(0, "network/dev-a").await;
@@ -1227,5 +1324,107 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(network.units.len(), 2);
         assert!(!network.has_rate_units);
+    }
+
+    #[test]
+    fn source_option() {
+        use serde::de::value::{Error, MapDeserializer};
+        let with = |source: &'static str| {
+            let d: MapDeserializer<'_, _, Error> =
+                MapDeserializer::new(vec![("source", source)].into_iter());
+            NetworkConfig::deserialize(d)
+        };
+        assert_eq!(NetworkConfig::default().source, Source::Auto);
+        for (text, source) in [
+            ("auto", Source::Auto),
+            ("proc", Source::Proc),
+            ("sysinfo", Source::Sysinfo),
+        ] {
+            let config = with(text).unwrap();
+            assert_eq!(config.source, source);
+            #[cfg(target_os = "linux")]
+            assert!(Network::new(config, &Environment::default()).is_ok());
+        }
+        let err = with("netlink").unwrap_err().to_string();
+        assert!(err.contains("netlink"), "{err}");
+    }
+
+    /// The receive bytes and packets of `iface` in this machine's
+    /// `/proc/net/dev`.
+    #[cfg(target_os = "linux")]
+    fn proc_rx(iface: &str) -> (u64, u64) {
+        let text = std::fs::read_to_string("/proc/net/dev").unwrap();
+        let line = text
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(&format!("{iface}:")))
+            .unwrap_or_else(|| panic!("no {iface} in /proc/net/dev"));
+        let mut fields = line.split_ascii_whitespace().map(|f| f.parse().unwrap());
+        (fields.next().unwrap(), fields.next().unwrap())
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sysinfo_source_on_this_machine() {
+        let config = NetworkConfig {
+            interfaces: vec!["lo".into()],
+            greedy: false,
+            byte_unit: vec!["bit".into(), "byte".into(), "kilobyte".into()],
+            source: Source::Sysinfo,
+        };
+        // The raw counters: the same kernel counters as /proc/net/dev's.
+        // The proc root is ignored: sysinfo reads the agent's own system.
+        let mut network = Network::new(config.clone(), &fixture_env("network")).unwrap();
+        let mut batch = Batch::new();
+        let before = proc_rx("lo");
+        network.collect(&mut batch).await.unwrap();
+        let after = proc_rx("lo");
+        let raw = |name: &str| match batch.iter().find(|s| s.name == name) {
+            Some(s) => match s.value {
+                carat_collector::SampleValue::Counter(v, None) => v,
+                other => panic!("{name} is {other:?}, not a counter"),
+            },
+            None => panic!("no {name} in {:?}", batch.iter().collect::<Vec<_>>()),
+        };
+        let bytes = raw("lo.rx_byte");
+        assert!(
+            (before.0..=after.0).contains(&bytes),
+            "sysinfo {bytes}, /proc/net/dev {before:?} .. {after:?}"
+        );
+        let packets = raw("lo.rx_packets");
+        assert!((before.1..=after.1).contains(&packets), "{packets}");
+        assert_eq!(raw("lo.rx_bit"), bytes * 8);
+
+        // Through the agent's rate rules.
+        let mut h = Harness::<Network>::new(config, Environment::default()).unwrap();
+        let first = h.collect().await.unwrap();
+        assert!(first.metrics.is_empty(), "{first:?}");
+        // 4 counters per direction; kilobyte is a rate computed here, from
+        // the second run on.
+        assert_eq!(first.samples, 8, "{first:?}");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        std::io::Write::write_all(&mut client, &[7u8; 10_000]).unwrap();
+        drop(client);
+        let p = h.collect_after(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(
+            names(&p),
+            [
+                "lo.rx_bit",
+                "lo.rx_byte",
+                "lo.rx_errors",
+                "lo.rx_kilobyte",
+                "lo.rx_packets",
+                "lo.tx_bit",
+                "lo.tx_byte",
+                "lo.tx_errors",
+                "lo.tx_kilobyte",
+                "lo.tx_packets"
+            ]
+        );
+        let rx = p.get("lo.rx_byte").unwrap();
+        assert!(rx >= 10_000.0, "{rx}");
+        assert_metric(&p, "lo.rx_bit", rx * 8.0);
+        assert_metric(&p, "lo.rx_kilobyte", rx / 1024.0);
+        assert!(p.get("lo.tx_packets").unwrap() > 0.0);
     }
 }

@@ -93,6 +93,8 @@ impl Collector for Sockets {
     const DEFAULT_PATH: &'static str = "sockets";
 
     fn new(_config: SocketsConfig, env: &Environment) -> Result<Self, CollectorError> {
+        // Only /proc has these numbers: elsewhere, say so when built.
+        crate::source::linux_only(Self::KIND)?;
         Ok(Sockets {
             path: env.proc_path("net/sockstat"),
             path6: env.proc_path("net/sockstat6"),

@@ -116,6 +116,8 @@ impl Collector for Tcp {
     const DEFAULT_PATH: &'static str = "tcp";
 
     fn new(config: TcpConfig, env: &Environment) -> Result<Self, CollectorError> {
+        // Only /proc has these numbers: elsewhere, say so when built.
+        crate::source::linux_only(Self::KIND)?;
         Ok(Tcp {
             netstat: env.proc_path("net/netstat"),
             snmp: env.proc_path("net/snmp"),

@@ -62,6 +62,8 @@ impl Collector for Uptime {
     const DEFAULT_PATH: &'static str = "uptime";
 
     fn new(config: UptimeConfig, env: &Environment) -> Result<Self, CollectorError> {
+        // Only /proc has these numbers: elsewhere, say so when built.
+        crate::source::linux_only(Self::KIND)?;
         let lower = config.metric_name.to_ascii_lowercase();
         let Some((_, seconds_per_unit)) = UNITS.iter().find(|(names, _)| names.contains(&&*lower))
         else {

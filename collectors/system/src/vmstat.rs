@@ -60,6 +60,8 @@ impl Collector for VmStat {
     const DEFAULT_PATH: &'static str = "vmstat";
 
     fn new(_config: VmStatConfig, env: &Environment) -> Result<Self, CollectorError> {
+        // Only /proc has these numbers: elsewhere, say so when built.
+        crate::source::linux_only(Self::KIND)?;
         Ok(VmStat {
             path: env.proc_path("vmstat"),
             buf: Vec::new(),

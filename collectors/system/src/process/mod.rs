@@ -303,15 +303,8 @@ impl Groups {
                     .iter()
                     .map(|p| {
                         Regex::new(p).map_err(|e| {
-                            // This build's regex engine has no Unicode case
-                            // tables; ASCII case folding works.
-                            let hint = if e.to_string().contains("unicode-case") {
-                                " (for case-insensitive matching write (?i-u) instead of (?i))"
-                            } else {
-                                ""
-                            };
                             CollectorError::config(format!(
-                                "process group `{}`: invalid {kind} regex {p:?}{hint}: {e}",
+                                "process group `{}`: invalid {kind} regex {p:?}: {e}",
                                 g.name
                             ))
                         })

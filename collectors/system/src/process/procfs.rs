@@ -45,12 +45,13 @@
 
 use std::ffi::CStr;
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
 
 use carat_collector::{CollectorError, Environment};
+use rustix::buffer::spare_capacity;
 use rustix::fd::OwnedFd;
-use rustix::fs::{openat, readlinkat, Mode, OFlags, RawDir, CWD};
+use rustix::fs::{openat, readlinkat_raw, Mode, OFlags, RawDir, CWD};
 use rustix::io::Errno;
 
 use super::{Candidate, Field, Groups, Tally, Usage};
@@ -61,6 +62,12 @@ const NANOS_PER_TICK: u64 = 1_000_000_000 / USER_HZ;
 /// `getdents` buffer: entries of `/proc` and of `fd/` are tiny (a name of a
 /// few digits), so this holds hundreds per system call.
 const DIR_BUFFER: usize = 32 * 1024;
+/// The least room left in a buffer before each `read` of a file: it grows
+/// (doubling) when less is left, and keeps its size from then on.
+const READ_ROOM: usize = 512;
+/// Room first made for a symlink's target (`exe`, `self`); a longer one
+/// grows the buffer, which keeps its size from then on.
+const LINK_BUFFER: usize = 256;
 /// What Linux appends to `exe` when the binary was removed or replaced.
 const DELETED: &[u8] = b" (deleted)";
 
@@ -130,11 +137,45 @@ fn failed(file: &'static str, e: io::Error) -> Outcome {
 }
 
 /// Reads the whole of `name` under `dir` into `buf` (cleared first).
+///
+/// Reads into `buf`'s spare capacity until the end of the file rather than
+/// with `File::read_to_end`, which first calls `statx` and `lseek` to size
+/// the buffer: proc files report a size of 0, so those would be two wasted
+/// system calls per file, on every process, on every run.
 fn read_at(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
     let fd = openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    std::fs::File::from(fd).read_to_end(buf)?;
-    Ok(())
+    loop {
+        if buf.capacity() - buf.len() < READ_ROOM {
+            buf.reserve(buf.capacity().max(READ_ROOM));
+        }
+        match rustix::io::read(&fd, spare_capacity(buf)) {
+            Ok(0) => return Ok(()),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reads the target of the symlink `name` under `dir` into `buf` (cleared
+/// first). Unlike `rustix::fs::readlinkat`, which takes the buffer by value
+/// and returns a `CString` (shrunk to fit, then dropped on an error such as
+/// a kernel thread's missing `exe`), the buffer's allocation is kept from
+/// one process and one run to the next.
+fn read_link_at(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> rustix::io::Result<()> {
+    buf.clear();
+    buf.reserve(LINK_BUFFER);
+    loop {
+        let room = buf.capacity();
+        let n = readlinkat_raw(dir, name, spare_capacity(buf))?;
+        if n < room {
+            return Ok(());
+        }
+        // The target filled the buffer and may have been cut: again, with
+        // twice the room.
+        buf.clear();
+        buf.reserve(2 * room);
+    }
 }
 
 /// Calls `each` with the name of every entry of the open directory `fd`
@@ -376,8 +417,7 @@ impl Buffers {
     /// filesystem (the host's pid when the host's `/proc` is mounted in a
     /// container). `None` when there is no such link.
     fn self_pid(&mut self, root: &OwnedFd) -> Option<u32> {
-        let link = readlinkat(root, c"self", std::mem::take(&mut self.link)).ok()?;
-        self.link = link.into_bytes();
+        read_link_at(root, c"self", &mut self.link).ok()?;
         parse_pid(&self.link)
     }
 
@@ -408,9 +448,8 @@ impl Buffers {
         }
 
         let exe = if groups.needs_exe() {
-            match readlinkat(&dir, c"exe", std::mem::take(&mut self.link)) {
-                Ok(link) => {
-                    self.link = link.into_bytes();
+            match read_link_at(&dir, c"exe", &mut self.link) {
+                Ok(()) => {
                     let path = self.link.strip_suffix(DELETED).unwrap_or(&self.link);
                     if path.is_empty() {
                         Field::Absent
@@ -614,6 +653,48 @@ mod tests {
         assert_eq!(parse_uptime(b"nan 1\n"), None);
         assert_eq!(parse_uptime(b"-1 1\n"), None);
         assert_eq!(parse_uptime(b""), None);
+    }
+
+    #[test]
+    fn files_are_read_whole_into_a_kept_buffer() {
+        let dir = crate::test_support::ProcDir::new("procfs-read");
+        let long: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        dir.write("long", &long);
+        dir.write("short", "1 (a) S\n");
+        dir.write("empty", "");
+        let fd = openat(CWD, &dir.path, dir_flags(), Mode::empty()).unwrap();
+        let mut buf = Vec::new();
+        read_at(&fd, c"long", &mut buf).unwrap();
+        assert_eq!(buf, long.as_bytes());
+        let (ptr, cap) = (buf.as_ptr(), buf.capacity());
+        read_at(&fd, c"short", &mut buf).unwrap();
+        assert_eq!(buf, b"1 (a) S\n");
+        read_at(&fd, c"empty", &mut buf).unwrap();
+        assert!(buf.is_empty());
+        let err = read_at(&fd, c"none", &mut buf).unwrap_err();
+        assert!(vanished(&err), "{err}");
+        assert_eq!((buf.as_ptr(), buf.capacity()), (ptr, cap));
+    }
+
+    #[test]
+    fn links_are_read_into_a_kept_buffer() {
+        let dir = crate::test_support::ProcDir::new("procfs-links");
+        let long = format!("/{}", "x".repeat(3 * LINK_BUFFER));
+        std::os::unix::fs::symlink("/usr/bin/short", dir.path.join("short")).unwrap();
+        std::os::unix::fs::symlink(&long, dir.path.join("long")).unwrap();
+        let fd = openat(CWD, &dir.path, dir_flags(), Mode::empty()).unwrap();
+        let mut buf = Vec::new();
+        read_link_at(&fd, c"short", &mut buf).unwrap();
+        assert_eq!(buf, b"/usr/bin/short");
+        // Longer than the first room made: grown until it fits, not cut.
+        read_link_at(&fd, c"long", &mut buf).unwrap();
+        assert_eq!(buf, long.as_bytes());
+        // A missing link (a kernel thread's exe) keeps the allocation.
+        let (ptr, cap) = (buf.as_ptr(), buf.capacity());
+        assert_eq!(read_link_at(&fd, c"none", &mut buf), Err(Errno::NOENT));
+        read_link_at(&fd, c"short", &mut buf).unwrap();
+        assert_eq!(buf, b"/usr/bin/short");
+        assert_eq!((buf.as_ptr(), buf.capacity()), (ptr, cap));
     }
 
     #[test]

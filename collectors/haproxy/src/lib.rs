@@ -1,0 +1,239 @@
+//! The `haproxy` collector: HAProxy's per-proxy and per-server statistics,
+//! from the stats page's CSV (`…;csv`, over HTTP or HTTPS) or from the stats
+//! socket (`show stat`), published under Diamond's names.
+//!
+//! Every row of the CSV (a frontend, a backend, a server, a listener) gives
+//! `<pxname>.<svname>.<column>` for each numeric cell, with `pxname` and
+//! `svname` lowercased and every character outside `[A-Za-z0-9_-]` turned
+//! into `_`, as Diamond did. Columns are found by the header row, so every
+//! HAProxy version's column set works. On top of Diamond:
+//!
+//! - `status`, `check_status` and `agent_status` are published as numbers
+//!   ([`stats::status_code`], [`stats::check_status_code`]);
+//! - each cumulative column ([`stats::CUMULATIVE_COLUMNS`]) is also
+//!   published as a rate per second under `<column>_per_second` (a counter:
+//!   the agent computes the rate);
+//! - a body that is not the whole CSV is an error, and nothing of it is
+//!   published.
+//!
+//! Several HAProxy instances are several collector instances:
+//! `[collector.haproxy.edge]` publishes under `haproxy.edge`, as Diamond's
+//! `servers` list did.
+//!
+//! The README of this crate lists the options, every name with its unit,
+//! and the status codes.
+#![warn(missing_docs)]
+
+pub mod csv;
+mod fetch;
+pub mod stats;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use carat_collector::{Batch, Collector, CollectorError, Environment};
+use serde::Deserialize;
+
+pub use stats::{Filters, StatsCsv, Summary};
+
+use fetch::{HttpSource, SocketSource};
+
+/// Options of the `haproxy` collector.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaproxyConfig {
+    /// The stats page, e.g. `http://127.0.0.1:8404/stats;csv`. `;csv` is
+    /// appended when missing. Exactly one of `url` and `socket`.
+    pub url: Option<String>,
+    /// The stats socket (`stats socket` in HAProxy's `global` section).
+    pub socket: Option<PathBuf>,
+    /// User for the stats page's basic authentication (`stats auth`).
+    pub username: Option<String>,
+    /// Its password. Write `password = "${HAPROXY_STATS_PASSWORD}"` to keep
+    /// it out of the file: the agent substitutes environment variables.
+    pub password: Option<String>,
+    /// Seconds allowed for reading the stats, from connecting to the last
+    /// byte. Not `timeout`: that key is the agent's limit for the whole run
+    /// (see [`Collector`]'s common options); keep this one below it, so a
+    /// hanging HAProxy gives this collector's clearer error.
+    pub request_timeout: f64,
+    /// Verify the stats page's TLS certificate against the system's CAs.
+    pub verify_tls: bool,
+    /// Publish only the FRONTEND and BACKEND rows.
+    pub ignore_servers: bool,
+    /// Publish only proxies whose name matches one of these regexes.
+    pub proxy_include: Vec<String>,
+    /// Leave out proxies whose name matches one of these regexes.
+    pub proxy_exclude: Vec<String>,
+    /// Publish only servers whose name matches one of these regexes.
+    pub server_include: Vec<String>,
+    /// Leave out servers whose name matches one of these regexes.
+    pub server_exclude: Vec<String>,
+    /// Also publish `<column>_per_second` for each cumulative column.
+    pub rates: bool,
+    /// The largest answer accepted, in bytes.
+    pub max_body_bytes: u64,
+}
+
+/// Default of `max_body_bytes`: 16 MiB, about 60,000 server rows of
+/// HAProxy 2.6.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Default for HaproxyConfig {
+    fn default() -> Self {
+        HaproxyConfig {
+            url: None,
+            socket: None,
+            username: None,
+            password: None,
+            request_timeout: 5.0,
+            verify_tls: true,
+            ignore_servers: false,
+            proxy_include: Vec::new(),
+            proxy_exclude: Vec::new(),
+            server_include: Vec::new(),
+            server_exclude: Vec::new(),
+            rates: true,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl fmt::Debug for HaproxyConfig {
+    /// Like a derived `Debug`, with the password hidden.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HaproxyConfig")
+            .field("url", &self.url)
+            .field("socket", &self.socket)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("request_timeout", &self.request_timeout)
+            .field("verify_tls", &self.verify_tls)
+            .field("ignore_servers", &self.ignore_servers)
+            .field("proxy_include", &self.proxy_include)
+            .field("proxy_exclude", &self.proxy_exclude)
+            .field("server_include", &self.server_include)
+            .field("server_exclude", &self.server_exclude)
+            .field("rates", &self.rates)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+enum Source {
+    Http(HttpSource),
+    Socket(SocketSource),
+}
+
+/// The `haproxy` collector. See the [crate documentation](crate).
+pub struct Haproxy {
+    source: Source,
+    timeout: Duration,
+    max_body_bytes: usize,
+    stats: StatsCsv,
+    buf: Vec<u8>,
+}
+
+impl Collector for Haproxy {
+    type Config = HaproxyConfig;
+    const KIND: &'static str = "haproxy";
+    const DESCRIPTION: &'static str =
+        "HAProxy per-proxy and per-server stats from the stats page CSV or the stats socket";
+    const DEFAULT_PATH: &'static str = "haproxy";
+
+    fn new(config: HaproxyConfig, _env: &Environment) -> Result<Self, CollectorError> {
+        let source = match (&config.url, &config.socket) {
+            (Some(url), None) => Source::Http(HttpSource::new(
+                url,
+                config.username.as_deref(),
+                config.password.as_deref(),
+                config.verify_tls,
+            )?),
+            (None, Some(path)) => {
+                if config.username.is_some() || config.password.is_some() {
+                    return Err(CollectorError::config(
+                        "username and password apply to url only: the stats socket has no authentication \
+                         (protect it with its file mode)",
+                    ));
+                }
+                Source::Socket(SocketSource::new(path)?)
+            }
+            (Some(_), Some(_)) => {
+                return Err(CollectorError::config(
+                    "set either url or socket, not both (one instance per HAProxy: \
+                     [collector.haproxy.<name>])",
+                ))
+            }
+            (None, None) => {
+                return Err(CollectorError::config(
+                    "set url (the stats page, e.g. \"http://127.0.0.1:8404/stats;csv\") \
+                     or socket (the stats socket, e.g. \"/run/haproxy/admin.sock\")",
+                ))
+            }
+        };
+        let timeout = Duration::try_from_secs_f64(config.request_timeout)
+            .ok()
+            .filter(|t| !t.is_zero() && *t <= Duration::from_secs(3600))
+            .ok_or_else(|| {
+                CollectorError::config(format!(
+                    "request_timeout must be more than 0 and at most 3600 seconds, not {}",
+                    config.request_timeout
+                ))
+            })?;
+        if config.max_body_bytes == 0 {
+            return Err(CollectorError::config("max_body_bytes must be at least 1"));
+        }
+        let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+        let filters = Filters::new(
+            config.ignore_servers,
+            &config.proxy_include,
+            &config.proxy_exclude,
+            &config.server_include,
+            &config.server_exclude,
+        )?;
+        Ok(Haproxy {
+            source,
+            timeout,
+            max_body_bytes,
+            stats: StatsCsv::new(filters, config.rates),
+            buf: Vec::new(),
+        })
+    }
+
+    async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        let (bytes, origin);
+        let text: Cow<'_, str> = match &mut self.source {
+            Source::Http(http) => {
+                bytes = http.fetch(self.timeout, self.max_body_bytes).await?;
+                origin = http.display();
+                String::from_utf8_lossy(&bytes)
+            }
+            Source::Socket(socket) => {
+                socket
+                    .fetch(self.timeout, self.max_body_bytes, &mut self.buf)
+                    .await?;
+                origin = socket.display();
+                let text = String::from_utf8_lossy(&self.buf);
+                stats::check_starts_like_csv(&text, origin)?;
+                // The socket ends every answer with an empty line; without
+                // it the answer was cut short.
+                if !text.ends_with("\n\n") {
+                    return Err(CollectorError::parse(
+                        origin,
+                        "truncated: the answer does not end with the empty line HAProxy puts after every answer",
+                    ));
+                }
+                text
+            }
+        };
+        // The values are as of now, not as of when the run was scheduled.
+        batch.stamp_now();
+        self.stats.publish(&text, origin, batch)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
