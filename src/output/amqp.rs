@@ -449,16 +449,13 @@ impl Transport for AmqpTransport {
 
 /// The buffering and reconnection settings of an amqp output.
 pub fn settings(config: &AmqpConfig) -> Settings {
-    Settings {
-        max_buffered: config.max_buffered,
-        batch_size: config.batch_size,
-        reconnect_min: config.reconnect_min,
-        reconnect_max: config.reconnect_max,
-        spool: config
-            .spool_dir
-            .clone()
-            .map(|dir| (dir, config.spool_max_mb.saturating_mul(1 << 20))),
-    }
+    Settings::new(
+        config.max_buffered,
+        config.batch_size,
+        (config.reconnect_min, config.reconnect_max),
+        config.spool_dir.as_deref(),
+        config.spool_max_mb,
+    )
 }
 
 /// Runs an amqp output until its queue closes and what it holds is

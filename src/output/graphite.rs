@@ -129,16 +129,13 @@ fn check_open(conn: &TcpStream) -> io::Result<()> {
 
 /// The buffering and reconnection settings of a TCP graphite output.
 pub fn settings(config: &GraphiteConfig) -> Settings {
-    Settings {
-        max_buffered: config.max_buffered,
-        batch_size: config.batch_size,
-        reconnect_min: config.reconnect_min,
-        reconnect_max: config.reconnect_max,
-        spool: config
-            .spool_dir
-            .clone()
-            .map(|dir| (dir, config.spool_max_mb.saturating_mul(1 << 20))),
-    }
+    Settings::new(
+        config.max_buffered,
+        config.batch_size,
+        (config.reconnect_min, config.reconnect_max),
+        config.spool_dir.as_deref(),
+        config.spool_max_mb,
+    )
 }
 
 /// Runs a TCP graphite output (plaintext or pickle) until its queue closes
@@ -172,7 +169,7 @@ pub async fn run_udp(
     stats.connected.store(true, Ordering::Relaxed);
     while let Some(batch) = queue.recv().await {
         if socket.is_none() && Instant::now() >= retry_at {
-            match udp_socket(&target).await {
+            match super::udp_socket(&target).await {
                 Ok(s) => {
                     backoff.reset();
                     socket = Some(s);
@@ -207,21 +204,6 @@ pub async fn run_udp(
             packet.clear();
         }
     }
-}
-
-async fn udp_socket(target: &str) -> io::Result<UdpSocket> {
-    let addr = tokio::net::lookup_host(target)
-        .await?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let bind = if addr.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    };
-    let socket = UdpSocket::bind(bind).await?;
-    socket.connect(addr).await?;
-    Ok(socket)
 }
 
 async fn send_packet(

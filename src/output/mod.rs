@@ -152,6 +152,28 @@ impl Fanout {
     }
 }
 
+/// A UDP socket connected to `target` (`host:port`), bound to the
+/// unspecified address of the target's family.
+pub(crate) async fn udp_socket(target: &str) -> std::io::Result<tokio::net::UdpSocket> {
+    let addr = tokio::net::lookup_host(target)
+        .await?
+        .next()
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{target}: no address"),
+            )
+        })?;
+    let bind = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = tokio::net::UdpSocket::bind(bind).await?;
+    socket.connect(addr).await?;
+    Ok(socket)
+}
+
 /// The running outputs: their fan-out and their tasks.
 pub struct Outputs {
     /// Where collectors send batches.

@@ -57,6 +57,26 @@ pub struct Settings {
     pub spool: Option<(PathBuf, u64)>,
 }
 
+impl Settings {
+    /// Settings from an output's options; `spool_max_mb` bounds the spool in
+    /// `spool_dir`, if one is set.
+    pub fn new(
+        max_buffered: usize,
+        batch_size: usize,
+        reconnect: (Duration, Duration),
+        spool_dir: Option<&std::path::Path>,
+        spool_max_mb: u64,
+    ) -> Self {
+        Settings {
+            max_buffered,
+            batch_size,
+            reconnect_min: reconnect.0,
+            reconnect_max: reconnect.1,
+            spool: spool_dir.map(|dir| (dir.to_owned(), spool_max_mb.saturating_mul(1 << 20))),
+        }
+    }
+}
+
 /// Runs an output over `transport` until its queue closes and what it holds
 /// is delivered, spooled, or counted as dropped.
 pub async fn run<T: Transport>(

@@ -11,7 +11,6 @@
 //! so `:`, `|`, `@`, `#` and newlines cannot reach the wire from a name; the
 //! configured prefix and tags are sanitised when the output starts.
 
-use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -251,7 +250,7 @@ impl Sink {
                 OutputStats::add(&self.stats.dropped, metrics as u64);
                 return;
             }
-            match udp_socket(&self.target).await {
+            match super::udp_socket(&self.target).await {
                 Ok(s) => self.udp = Some(s),
                 Err(e) => {
                     let what = format!("cannot open UDP to {}: {e}", self.target);
@@ -313,21 +312,6 @@ impl Sink {
             }
         }
     }
-}
-
-async fn udp_socket(target: &str) -> io::Result<UdpSocket> {
-    let addr = tokio::net::lookup_host(target)
-        .await?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let bind = if addr.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    };
-    let socket = UdpSocket::bind(bind).await?;
-    socket.connect(addr).await?;
-    Ok(socket)
 }
 
 #[cfg(test)]

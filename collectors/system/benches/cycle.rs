@@ -26,7 +26,7 @@
 //!   the time goes.
 //!
 //! Before the criterion runs, a report is printed: 1,000 cycles (200 under
-//! `cargo test`) are run with a counting global allocator, giving the
+//! `cargo test`; `CYCLE_BENCH_CYCLES=<n>`, at least 200, to change) are run with a counting global allocator, giving the
 //! allocations per cycle early (cycles 2..=100) and late (the last 100),
 //! the net bytes still allocated (allocated − freed) after cycle 100 and
 //! after the last, and the CPU time per cycle (`CLOCK_PROCESS_CPUTIME_ID`:
@@ -110,8 +110,10 @@ fn live_bytes() -> i64 {
 }
 
 /// The largest growth of the net bytes between cycle 100 and the last that
-/// is taken as noise rather than a leak (a statvfs worker thread of
-/// `diskspace` may still be exiting when the count is read).
+/// is taken as noise rather than a leak: buffers keep the size of the
+/// largest file they have read, so a new process with a longer `status`, or
+/// more processes, grow them once (a few hundred bytes); a statvfs worker
+/// thread of `diskspace` may still be exiting when the count is read.
 const GROWTH_LIMIT: i64 = 16 * 1024;
 
 // ---------------------------------------------------------------------------
@@ -326,8 +328,17 @@ fn report(set: &mut Set, rt: &Runtime, batch: &mut Batch, cycles: usize) {
     let us = |s: f64| s * 1e6;
     println!();
     println!("== carat-system: whole set, one cycle ({cycles} cycles after the warm-up) ==");
+    let processes = std::fs::read_dir("/proc").map_or(0, |d| {
+        d.flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count()
+    });
     println!(
-        "machine:               {} CPUs, load average {}",
+        "machine:               {} CPUs, {processes} processes, load average {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
@@ -387,12 +398,11 @@ fn benches(c: &mut Criterion) {
     // `cargo bench` passes --bench; `cargo test --benches` does not, and
     // criterion then runs each bench once.
     let bench_mode = std::env::args().any(|a| a == "--bench");
-    report(
-        &mut set,
-        &rt,
-        &mut batch,
-        if bench_mode { 1000 } else { 200 },
-    );
+    let cycles = std::env::var("CYCLE_BENCH_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if bench_mode { 1000 } else { 200 });
+    report(&mut set, &rt, &mut batch, cycles);
 
     c.bench_function("whole_set/one_cycle", |b| {
         b.iter(|| black_box(rt.block_on(set.cycle(&mut batch))))

@@ -141,19 +141,10 @@ impl<'de> Deserialize<'de> for Patterns {
     }
 }
 
-/// Where process information comes from.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// `proc` on Linux, `sysinfo` elsewhere.
-    #[default]
-    Auto,
-    /// Read `<proc_root>/<pid>/…` directly (Linux only).
-    Proc,
-    /// Ask the `sysinfo` crate. Ignores the proc root; on Linux it reads the
-    /// agent's own `/proc`, and more slowly.
-    Sysinfo,
-}
+/// Where process information comes from: `proc` reads `<proc_root>/<pid>/…`
+/// directly (Linux only); `sysinfo` ignores the proc root and reads the
+/// system the agent runs on, more slowly.
+pub use crate::source::Source;
 
 /// The collector-wide metric of the `/proc` source; no group may take it
 /// as its name.
@@ -489,20 +480,9 @@ impl Collector for Process {
 
     fn new(config: ProcessConfig, env: &Environment) -> Result<Self, CollectorError> {
         let groups = Groups::compile(&config.groups)?;
-        let reader = match config.source {
-            #[cfg(target_os = "linux")]
-            Source::Auto | Source::Proc => Reader::Proc(Box::new(procfs::ProcSource::new(env))),
-            #[cfg(not(target_os = "linux"))]
-            Source::Proc => {
-                let _ = env;
-                return Err(CollectorError::config(
-                    "source = \"proc\" reads Linux's /proc and is only available on Linux; \
-                     use \"auto\" or \"sysinfo\"",
-                ));
-            }
-            #[cfg(not(target_os = "linux"))]
-            Source::Auto => Reader::Sysinfo(Box::default()),
-            Source::Sysinfo => Reader::Sysinfo(Box::default()),
+        let reader = match config.source.reader(Self::KIND)? {
+            crate::source::Reader::Proc => Reader::Proc(Box::new(procfs::ProcSource::new(env))),
+            crate::source::Reader::Sysinfo => Reader::Sysinfo(Box::default()),
         };
         Ok(Process {
             tally: Tally::default(),
