@@ -20,8 +20,9 @@
 //!   max, segments of 5000) then `front`/`pop_front` until empty: what the
 //!   TCP output does with a batch besides the socket write. The buffer is
 //!   reused across iterations, as the output reuses its own.
-//! - `encoders/statsd_10k_metrics`, `encoders/pickle_10k_lines`: the StatsD
-//!   and pickle encoders on the same batch.
+//! - `encoders/statsd_10k_metrics`, `encoders/pickle_10k_lines`,
+//!   `encoders/amqp_per_metric_10k_lines`: the StatsD, pickle and AMQP
+//!   (routing key + body per metric) encoders on the same batch.
 //! - `tcp_end_to_end/100k_lines`: the real [`run_tcp`] task on a
 //!   current-thread tokio runtime, writing to a real local TCP sink (a
 //!   std thread that accepts connections on 127.0.0.1 and counts newlines).
@@ -409,6 +410,19 @@ fn bench_other_encoders(c: &mut Criterion) {
             std::hint::black_box(out.len())
         })
     });
+    #[cfg(feature = "amqp")]
+    {
+        let encoding = carat::output::amqp::Encoding::PerMetric;
+        group.bench_function("amqp_per_metric_10k_lines", |b| {
+            b.iter(|| {
+                let bytes: usize =
+                    carat::output::amqp::messages(std::hint::black_box(&lines), &encoding)
+                        .map(|m| m.map_or(0, |m| m.body.len() + m.routing_key.len()))
+                        .sum();
+                std::hint::black_box(bytes)
+            })
+        });
+    }
     group.bench_function("pickle_10k_lines", |b| {
         b.iter(|| {
             out.clear();

@@ -26,13 +26,14 @@
 //!   the time goes.
 //!
 //! Before the criterion runs, a report is printed: 1,000 cycles (200 under
-//! `cargo test`; `CYCLE_BENCH_CYCLES=<n>`, at least 200, to change) are run with a counting global allocator, giving the
-//! allocations per cycle early (cycles 2..=100) and late (the last 100),
-//! the net bytes still allocated (allocated − freed) after cycle 100 and
-//! after the last, and the CPU time per cycle (`CLOCK_PROCESS_CPUTIME_ID`:
-//! user + system, all threads, unlike criterion's wall clock); then each
-//! collector alone as many times, with its allocations and CPU time per
-//! run. The bench fails if the net bytes grew by more than [`GROWTH_LIMIT`].
+//! `cargo test`; set `CYCLE_BENCH_CYCLES=<n>`, at least 200, to change it)
+//! are run with a counting global allocator, giving the allocations per
+//! cycle early (cycles 2..=100) and late (the last 100), the net bytes
+//! still allocated (allocated − freed) after cycle 100 and after the last,
+//! and the CPU time per cycle (`CLOCK_PROCESS_CPUTIME_ID`: user + system,
+//! all threads, unlike criterion's wall clock); then each collector alone
+//! as many times, with its allocations and CPU time per run. The bench
+//! fails if the net bytes grew by more than [`GROWTH_LIMIT`].
 //!
 //! Rates are computed from counters between runs; here runs follow each
 //! other microseconds apart, so `cpu` (whose `/proc/stat` counters move
