@@ -208,11 +208,15 @@ fn any_match(patterns: &[Regex], field: Field<'_>) -> Verdict {
 }
 
 impl Group {
+    /// True when `c` belongs to the group by what needs no reading beyond
+    /// `stat`: its pid (`selfmon`) or its name.
+    fn matches_early(&self, c: &Candidate<'_>, self_pid: Option<u32>) -> bool {
+        (self.selfmon && self_pid == Some(c.pid))
+            || self.process_name.iter().any(|re| re.is_match(c.comm))
+    }
+
     fn test(&self, c: &Candidate<'_>, self_pid: Option<u32>) -> Verdict {
-        if self.selfmon && self_pid == Some(c.pid) {
-            return Verdict::Yes;
-        }
-        if self.process_name.iter().any(|re| re.is_match(c.comm)) {
+        if self.matches_early(c, self_pid) {
             return Verdict::Yes;
         }
         let exe = any_match(&self.exe, c.exe);
@@ -332,6 +336,29 @@ impl Groups {
     /// True when some group has `selfmon`.
     pub(crate) fn needs_self(&self) -> bool {
         self.needs_self
+    }
+
+    /// True when the executable of `c` could change what it belongs to:
+    /// some group has `exe` patterns and `c` is not already in it by its pid
+    /// or name.
+    pub(crate) fn wants_exe(&self, c: &Candidate<'_>, self_pid: Option<u32>) -> bool {
+        self.needs_exe
+            && self
+                .list
+                .iter()
+                .any(|g| !g.exe.is_empty() && !g.matches_early(c, self_pid))
+    }
+
+    /// True when the command line of `c` could change what it belongs to:
+    /// some group has `cmdline` patterns and `c` is not already in it by its
+    /// pid, name or executable (`c.exe` as read, or absent if not needed).
+    pub(crate) fn wants_cmdline(&self, c: &Candidate<'_>, self_pid: Option<u32>) -> bool {
+        self.needs_cmdline
+            && self.list.iter().any(|g| {
+                !g.cmdline.is_empty()
+                    && !g.matches_early(c, self_pid)
+                    && any_match(&g.exe, c.exe) != Verdict::Yes
+            })
     }
 
     /// Fills `matched` (cleared first) with the indices of the groups `c`

@@ -2,20 +2,33 @@
 //! directly.
 //!
 //! Each run lists the numeric directories of the proc root and, for each,
-//! opens the directory once and reads the rest relative to it, so that
-//! every file of one process comes from the same process even if its pid is
-//! reused meanwhile:
+//! reads as little as decides the process:
 //!
-//! - `stat`: the name (`comm`, between the first `(` and the *last* `)`,
-//!   since the name itself may hold spaces and parentheses), the state,
-//!   `utime` + `stime` (fields 14, 15) and `num_threads` (20), and
-//!   `starttime` (22), all in clock ticks of USER_HZ, which is 100 on every
-//!   architecture Linux supports (what `/proc` reports does not follow the
-//!   kernel's internal HZ);
-//! - `exe` (a symlink, read only if a group has `exe` patterns) and
-//!   `cmdline` (only if a group has `cmdline` patterns);
-//! - for matching processes only: `status` (`VmRSS`, `VmSize`, in kB) and
-//!   the entries of `fd/`.
+//! - `stat`, always: the name (`comm`, between the first `(` and the *last*
+//!   `)`, since the name itself may hold spaces and parentheses), the state,
+//!   the flags (field 9: `PF_KTHREAD` marks a kernel thread), `utime` +
+//!   `stime` (fields 14, 15) and `num_threads` (20), and `starttime` (22),
+//!   all in clock ticks of USER_HZ, which is 100 on every architecture Linux
+//!   supports (what `/proc` reports does not follow the kernel's internal
+//!   HZ);
+//! - `exe` (a symlink) and `cmdline`, only for a process that is not a
+//!   kernel thread (which has neither), and only when a group it does not
+//!   already belong to by its pid or name (or, for `cmdline`, its `exe`)
+//!   has patterns of that kind;
+//! - for matching processes only: `status` (`VmRSS`, `VmSize`, in kB: the
+//!   kernel computes them exactly, while `stat`'s `rss` may be off by the
+//!   per-CPU batches of its counters) and the entries of `fd/`.
+//!
+//! A process that is not a kernel thread and matches no group costs one
+//! `stat` (open, read, close) and, when a group has `exe` patterns, one
+//! `readlink`; a kernel thread that matches no group, the `stat` alone.
+//! The files are opened by their path (`<pid>/stat`), not relative to an
+//! open pid directory, which would cost two more system calls per process.
+//! So that every file of one process still comes from the same process even
+//! if its pid is reused meanwhile, `stat` is kept open while the others are
+//! read, and read again (one `pread`) before a process's usage is
+//! published: it fails once the process it was opened on has exited, and
+//! while that process has not, its pid cannot belong to another.
 //!
 //! A process's age is `<proc_root>/uptime` (seconds since boot) minus
 //! `starttime` / 100. Both count from boot on the same clock (boot time,
@@ -43,7 +56,6 @@
 //! root cannot be listed, holds no pid directory, or not one process in it
 //! could be read.
 
-use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
@@ -53,6 +65,7 @@ use rustix::buffer::spare_capacity;
 use rustix::fd::OwnedFd;
 use rustix::fs::{openat, readlinkat_raw, Mode, OFlags, RawDir, CWD};
 use rustix::io::Errno;
+use rustix::path::Arg;
 
 use super::{Candidate, Field, Groups, Tally, Usage};
 
@@ -70,6 +83,8 @@ const READ_ROOM: usize = 512;
 const LINK_BUFFER: usize = 256;
 /// What Linux appends to `exe` when the binary was removed or replaced.
 const DELETED: &[u8] = b" (deleted)";
+/// `PF_KTHREAD` of the flags in `/proc/<pid>/stat` (`include/linux/sched.h`).
+const PF_KTHREAD: u64 = 0x0020_0000;
 
 fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC
@@ -80,8 +95,8 @@ fn dir_flags() -> OFlags {
 pub(crate) struct ProcSource {
     root: PathBuf,
     pids: Vec<u32>,
-    /// The decimal pid being read.
-    pid_name: String,
+    /// `<pid>/<file>` of the process being read.
+    path: PidPath,
     bufs: Buffers,
 }
 
@@ -94,6 +109,31 @@ struct Buffers {
     /// Spare capacity for `getdents`; its length stays 0.
     dir: Vec<u8>,
     matched: Vec<usize>,
+}
+
+/// The relative path of a file of one process, built in a kept buffer.
+struct PidPath {
+    /// `<pid>/` then the file's name.
+    buf: String,
+    /// The length of `<pid>/`.
+    dir: usize,
+}
+
+impl PidPath {
+    /// Starts the paths of process `pid`.
+    fn set_pid(&mut self, pid: u32) {
+        self.buf.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(self.buf, "{pid}/");
+        self.dir = self.buf.len();
+    }
+
+    /// `<pid>/<file>`.
+    fn file(&mut self, file: &str) -> &str {
+        self.buf.truncate(self.dir);
+        self.buf.push_str(file);
+        &self.buf
+    }
 }
 
 /// What became of one pid directory.
@@ -142,16 +182,52 @@ fn failed(file: &'static str, e: io::Error) -> Outcome {
 /// with `File::read_to_end`, which first calls `statx` and `lseek` to size
 /// the buffer: proc files report a size of 0, so those would be two wasted
 /// system calls per file, on every process, on every run.
-fn read_at(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
+fn read_at<P: Arg>(dir: &OwnedFd, name: P, buf: &mut Vec<u8>) -> io::Result<()> {
     let fd = openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    read_fd(&fd, buf, false)
+}
+
+/// Reads the whole of the open file `fd` into `buf` (cleared first).
+///
+/// With `one_record`, a read that leaves room in the buffer ends the file:
+/// true of the proc files made of one record, which the kernel formats
+/// whole before copying out as much as fits (`seq_file`: `stat`,
+/// `status`), and of regular files; this saves the final `read` that would
+/// return 0. `parse_stat` and `parse_status` reject a file cut short.
+fn read_fd(fd: &OwnedFd, buf: &mut Vec<u8>, one_record: bool) -> io::Result<()> {
+    buf.clear();
     loop {
         if buf.capacity() - buf.len() < READ_ROOM {
             buf.reserve(buf.capacity().max(READ_ROOM));
         }
-        match rustix::io::read(&fd, spare_capacity(buf)) {
+        let room = buf.capacity() - buf.len();
+        match rustix::io::read(fd, spare_capacity(buf)) {
             Ok(0) => return Ok(()),
+            Ok(n) if one_record && n < room => return Ok(()),
             Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Opens `path` under `dir` for [`read_fd`].
+fn open_at<P: Arg>(dir: &OwnedFd, path: P) -> io::Result<OwnedFd> {
+    Ok(openat(
+        dir,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Fails (`ESRCH` from proc) once the process whose `stat` is open as `fd`
+/// has exited and been reaped; until then its pid is its own.
+fn still_there(fd: &OwnedFd) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::io::pread(fd, &mut byte, 0) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -162,7 +238,11 @@ fn read_at(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> io::Result<()> {
 /// and returns a `CString` (shrunk to fit, then dropped on an error such as
 /// a kernel thread's missing `exe`), the buffer's allocation is kept from
 /// one process and one run to the next.
-fn read_link_at(dir: &OwnedFd, name: &CStr, buf: &mut Vec<u8>) -> rustix::io::Result<()> {
+fn read_link_at<P: Arg + Copy>(
+    dir: &OwnedFd,
+    name: P,
+    buf: &mut Vec<u8>,
+) -> rustix::io::Result<()> {
     buf.clear();
     buf.reserve(LINK_BUFFER);
     loop {
@@ -207,6 +287,8 @@ fn parse_pid(name: &[u8]) -> Option<u32> {
 struct Stat<'a> {
     comm: &'a [u8],
     state: u8,
+    /// `PF_KTHREAD` is set in the flags.
+    kthread: bool,
     utime: u64,
     stime: u64,
     threads: u64,
@@ -234,18 +316,20 @@ fn parse_stat(buf: &[u8], pid: u32) -> Option<Stat<'_>> {
         .split_ascii_whitespace();
     let number = |f: Option<&str>| f?.parse::<u64>().ok();
     // Fields are numbered from 1 in proc(5): after `)` come state (3),
-    // ppid (4) … utime (14), stime (15), cutime … nice (16–19),
+    // ppid (4) … flags (9) … utime (14), stime (15), cutime … nice (16–19),
     // num_threads (20), itrealvalue (21), starttime (22).
     let [state] = fields.next()?.as_bytes() else {
         return None;
     };
-    let utime = number(fields.nth(10))?;
+    let flags = number(fields.nth(5))?;
+    let utime = number(fields.nth(4))?;
     let stime = number(fields.next())?;
     let threads = number(fields.nth(4))?;
     let starttime = number(fields.nth(1))?;
     Some(Stat {
         comm,
         state: *state,
+        kthread: flags & PF_KTHREAD != 0,
         utime,
         stime,
         threads,
@@ -323,7 +407,10 @@ impl ProcSource {
         ProcSource {
             root: env.proc_root.clone(),
             pids: Vec::new(),
-            pid_name: String::new(),
+            path: PidPath {
+                buf: String::new(),
+                dir: 0,
+            },
             bufs: Buffers {
                 stat: Vec::new(),
                 status: Vec::new(),
@@ -373,12 +460,10 @@ impl ProcSource {
         let (mut checked, mut unreadable) = (0u64, 0u64);
         let mut first_failure: Option<(u32, &'static str, Failure)> = None;
         for &pid in &self.pids {
-            self.pid_name.clear();
-            // Writing to a String cannot fail.
-            let _ = write!(self.pid_name, "{pid}");
+            self.path.set_pid(pid);
             match self
                 .bufs
-                .visit(&root, pid, &self.pid_name, &run, groups, tally)
+                .visit(&root, pid, &mut self.path, &run, groups, tally)
             {
                 Outcome::Checked => checked += 1,
                 Outcome::Vanished => {}
@@ -421,22 +506,23 @@ impl Buffers {
         parse_pid(&self.link)
     }
 
-    /// Reads process `pid` (directory `name` under `root`) and adds it to
-    /// `tally` if it matches a group.
+    /// Reads process `pid` (its files `<pid>/…` under `root`, `path` set to
+    /// it) and adds it to `tally` if it matches a group.
     fn visit(
         &mut self,
         root: &OwnedFd,
         pid: u32,
-        name: &str,
+        path: &mut PidPath,
         run: &RunContext,
         groups: &Groups,
         tally: &mut Tally,
     ) -> Outcome {
-        let dir = match openat(root, name, dir_flags(), Mode::empty()) {
-            Ok(dir) => dir,
-            Err(e) => return failed("", e.into()),
+        // Kept open until the end: see `still_there`.
+        let stat_fd = match open_at(root, path.file("stat")) {
+            Ok(fd) => fd,
+            Err(e) => return failed("stat", e),
         };
-        if let Err(e) = read_at(&dir, c"stat", &mut self.stat) {
+        if let Err(e) = read_fd(&stat_fd, &mut self.stat, true) {
             return failed("stat", e);
         }
         let Some(stat) = parse_stat(&self.stat, pid) else {
@@ -447,14 +533,25 @@ impl Buffers {
             return Outcome::Checked;
         }
 
-        let exe = if groups.needs_exe() {
-            match read_link_at(&dir, c"exe", &mut self.link) {
+        // A kernel thread has no executable and an empty command line: it
+        // can only match by its name.
+        let mut candidate = Candidate {
+            pid,
+            comm: stat.comm,
+            exe: Field::Absent,
+            cmdline: Field::Absent,
+        };
+        // Whether a file other than `stat` was read.
+        let mut more = false;
+        if !stat.kthread && groups.wants_exe(&candidate, run.self_pid) {
+            more = true;
+            candidate.exe = match read_link_at(root, path.file("exe"), &mut self.link) {
                 Ok(()) => {
-                    let path = self.link.strip_suffix(DELETED).unwrap_or(&self.link);
-                    if path.is_empty() {
+                    let exe = self.link.strip_suffix(DELETED).unwrap_or(&self.link);
+                    if exe.is_empty() {
                         Field::Absent
                     } else {
-                        Field::Known(path)
+                        Field::Known(exe)
                     }
                 }
                 // No executable: a kernel thread (or the process just exited,
@@ -462,13 +559,11 @@ impl Buffers {
                 Err(Errno::NOENT | Errno::SRCH) => Field::Absent,
                 // EACCES: another user's process, without CAP_SYS_PTRACE.
                 Err(_) => Field::Unknown,
-            }
-        } else {
-            Field::Absent
-        };
-
-        let cmdline = if groups.needs_cmdline() {
-            match read_at(&dir, c"cmdline", &mut self.cmdline) {
+            };
+        }
+        if !stat.kthread && groups.wants_cmdline(&candidate, run.self_pid) {
+            more = true;
+            candidate.cmdline = match read_at(root, path.file("cmdline"), &mut self.cmdline) {
                 Ok(()) => {
                     join_args(&mut self.cmdline);
                     if self.cmdline.is_empty() {
@@ -479,35 +574,41 @@ impl Buffers {
                 }
                 Err(e) if vanished(&e) => return Outcome::Vanished,
                 Err(_) => Field::Unknown,
-            }
-        } else {
-            Field::Absent
-        };
-
-        let candidate = Candidate {
-            pid,
-            comm: stat.comm,
-            exe,
-            cmdline,
-        };
-        if groups.classify(&candidate, run.self_pid, &mut self.matched) {
-            return Outcome::Uncertain;
+            };
         }
-        if self.matched.is_empty() {
+
+        let uncertain = groups.classify(&candidate, run.self_pid, &mut self.matched);
+        if !uncertain && self.matched.is_empty() {
             return Outcome::Checked;
         }
-
-        if let Err(e) = read_at(&dir, c"status", &mut self.status) {
-            return failed("status", e);
+        if uncertain {
+            // Only if what could not be read was this process's.
+            if more {
+                if let Err(e) = still_there(&stat_fd) {
+                    return failed("stat", e);
+                }
+            }
+            return Outcome::Uncertain;
         }
-        let Some(memory) = parse_status(&self.status) else {
-            return Outcome::Failed("status", Failure::Format);
+
+        let memory = match open_at(root, path.file("status"))
+            .and_then(|fd| read_fd(&fd, &mut self.status, true))
+        {
+            Ok(()) => match parse_status(&self.status) {
+                Some(memory) => memory,
+                None => return Outcome::Failed("status", Failure::Format),
+            },
+            Err(e) => return failed("status", e),
         };
-        let fds = match count_fds(&dir, &mut self.dir) {
+        let fds = match count_fds(root, path.file("fd"), &mut self.dir) {
             Ok(n) => Some(n),
             Err(e) if vanished(&e) => return Outcome::Vanished,
             Err(_) => None,
         };
+        // Everything read above came from the process `stat` was read from.
+        if let Err(e) = still_there(&stat_fd) {
+            return failed("stat", e);
+        }
         let usage = Usage {
             start: stat.starttime,
             cpu_ns: stat
@@ -529,9 +630,10 @@ impl Buffers {
     }
 }
 
-/// The number of open descriptors of the process whose directory is `dir`.
-fn count_fds(dir: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<u64> {
-    let fd_dir = openat(dir, c"fd", dir_flags(), Mode::empty())?;
+/// The number of open descriptors in the directory `path` (`<pid>/fd`)
+/// under `root`.
+fn count_fds(root: &OwnedFd, path: &str, buf: &mut Vec<u8>) -> io::Result<u64> {
+    let fd_dir = openat(root, path, dir_flags(), Mode::empty())?;
     let mut n = 0u64;
     for_each_entry(&fd_dir, buf, |_| n += 1)?;
     Ok(n)
@@ -554,6 +656,7 @@ mod tests {
             Some(Stat {
                 comm: b"sleep",
                 state: b'S',
+                kthread: false,
                 utime: 0,
                 stime: 0,
                 threads: 1,
@@ -572,6 +675,7 @@ mod tests {
         let kthread = fixture("kthread/stat");
         let stat = parse_stat(&kthread, 2).unwrap();
         assert_eq!((stat.comm, stat.starttime), (&b"kthreadd"[..], 25));
+        assert!(stat.kthread);
     }
 
     #[test]
