@@ -483,7 +483,10 @@ fn parse_stat(path: &std::path::Path, text: &str, out: &mut Reading) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, fixture_env, ProcDir};
+    use crate::test_support::{
+        self, assert_metric, assert_source_option, config_from, error_label_without_files,
+        fixture_env, source_error, ProcDir,
+    };
     use carat_collector::testing::{Harness, Published};
 
     /// A harness over a temporary proc root whose `stat` is replaced before
@@ -853,17 +856,7 @@ mod tests {
     }
 
     async fn parse_error_of(stat: &[u8]) -> String {
-        let dir = ProcDir::new("cpu-garbage");
-        dir.write_bytes("stat", stat);
-        let mut h = Harness::<Cpu>::new(CpuConfig::default(), dir.env()).unwrap();
-        let err = h.collect().await.unwrap_err();
-        assert_eq!(err.label(), "parse", "{err}");
-        let msg = err.to_string();
-        assert!(
-            msg.contains(&dir.path.join("stat").display().to_string()),
-            "{msg}"
-        );
-        msg
+        test_support::parse_error_of::<Cpu>(CpuConfig::default(), "stat", stat).await
     }
 
     #[tokio::test]
@@ -944,9 +937,10 @@ mod tests {
 
     #[tokio::test]
     async fn missing_file_is_an_io_error() {
-        let dir = ProcDir::new("cpu-missing");
-        let mut h = Harness::<Cpu>::new(CpuConfig::default(), dir.env()).unwrap();
-        assert_eq!(h.collect().await.unwrap_err().label(), "io");
+        assert_eq!(
+            error_label_without_files::<Cpu>(CpuConfig::default()).await,
+            "io"
+        );
     }
 
     #[tokio::test]
@@ -1010,44 +1004,24 @@ mod tests {
 
     #[test]
     fn config_defaults_and_unknown_keys() {
-        use serde::de::value::{Error, MapDeserializer};
-        let empty: MapDeserializer<'_, std::vec::IntoIter<(&str, bool)>, Error> =
-            MapDeserializer::new(Vec::new().into_iter());
-        let config = CpuConfig::deserialize(empty).unwrap();
+        let config: CpuConfig = config_from::<_, bool>(vec![]).unwrap();
         assert_eq!(config, CpuConfig::default());
         assert!(config.percore && !config.normalize && !config.simple && !config.cpu_count);
 
-        let set: MapDeserializer<'_, _, Error> =
-            MapDeserializer::new(vec![("normalize", true), ("percore", false)].into_iter());
-        let config = CpuConfig::deserialize(set).unwrap();
+        let config: CpuConfig = config_from(vec![("normalize", true), ("percore", false)]).unwrap();
         assert!(config.normalize && !config.percore && !config.simple);
 
-        let typo: MapDeserializer<'_, _, Error> =
-            MapDeserializer::new(vec![("per_core", true)].into_iter());
-        let err = CpuConfig::deserialize(typo).unwrap_err().to_string();
+        let err = config_from::<CpuConfig, _>(vec![("per_core", true)])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("per_core"), "{err}");
     }
 
     #[test]
     fn source_option() {
-        use serde::de::value::{Error, MapDeserializer};
-        let with = |source: &'static str| {
-            let d: MapDeserializer<'_, _, Error> =
-                MapDeserializer::new(vec![("source", source)].into_iter());
-            CpuConfig::deserialize(d)
-        };
         assert_eq!(CpuConfig::default().source, Source::Auto);
-        for (text, source) in [
-            ("auto", Source::Auto),
-            ("proc", Source::Proc),
-            ("sysinfo", Source::Sysinfo),
-        ] {
-            let config = with(text).unwrap();
-            assert_eq!(config.source, source);
-            #[cfg(target_os = "linux")]
-            assert!(Cpu::new(config, &Environment::default()).is_ok());
-        }
-        let err = with("kstat").unwrap_err().to_string();
+        assert_source_option::<Cpu>(|c| c.source);
+        let err = source_error::<CpuConfig>("kstat");
         assert!(err.contains("kstat"), "{err}");
     }
 

@@ -1495,7 +1495,7 @@ impl DiskSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, fixture_path, ProcDir};
+    use crate::test_support::{assert_metric, fixture_path, source_configs, source_error, ProcDir};
     use carat_collector::testing::Harness;
     use std::future::Future;
     use std::sync::Condvar;
@@ -2513,24 +2513,14 @@ mod tests {
 
     #[test]
     fn sysinfo_source_option() {
-        use serde::de::value::{Error, MapDeserializer};
-        let with = |source: &'static str| {
-            let d: MapDeserializer<'_, _, Error> =
-                MapDeserializer::new(vec![("source", source)].into_iter());
-            DiskSpaceConfig::deserialize(d)
-        };
         assert_eq!(DiskSpaceConfig::default().source, Source::Auto);
-        for (text, source) in [
-            ("auto", Source::Auto),
-            ("proc", Source::Proc),
-            ("sysinfo", Source::Sysinfo),
-        ] {
-            let config = with(text).unwrap();
-            assert_eq!(config.source, source);
+        for (config, source) in source_configs(|c: &DiskSpaceConfig| c.source) {
             #[cfg(target_os = "linux")]
             assert_eq!(build(config).unwrap().sysinfo, source == Source::Sysinfo);
+            #[cfg(not(target_os = "linux"))]
+            let _ = (config, source);
         }
-        let err = with("statfs").unwrap_err().to_string();
+        let err = source_error::<DiskSpaceConfig>("statfs");
         assert!(err.contains("statfs"), "{err}");
     }
 

@@ -56,7 +56,12 @@ pub(crate) mod test_support {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use carat_collector::Environment;
+    use carat_collector::testing::Harness;
+    use carat_collector::{Collector, Environment};
+    use serde::de::value::{Error, MapDeserializer};
+    use serde::de::{DeserializeOwned, IntoDeserializer};
+
+    use crate::source::Source;
 
     /// A directory under the system's temp dir standing in for `/proc`,
     /// removed when dropped.
@@ -120,6 +125,87 @@ pub(crate) mod test_support {
             proc_root: fixture_path(dir),
             ..Environment::default()
         }
+    }
+
+    /// Deserializes a collector's options from `pairs`, as from a
+    /// configuration table holding them.
+    pub fn config_from<T, V>(pairs: Vec<(&'static str, V)>) -> Result<T, Error>
+    where
+        T: DeserializeOwned,
+        V: IntoDeserializer<'static, Error>,
+    {
+        T::deserialize(MapDeserializer::new(pairs.into_iter()))
+    }
+
+    /// The options parsed from `source = "auto"`, `"proc"` and `"sysinfo"`,
+    /// each with the [`Source`] it was parsed from, after asserting that
+    /// `source_of` finds that source in them.
+    pub fn source_configs<T: DeserializeOwned>(
+        source_of: impl Fn(&T) -> Source,
+    ) -> Vec<(T, Source)> {
+        [
+            ("auto", Source::Auto),
+            ("proc", Source::Proc),
+            ("sysinfo", Source::Sysinfo),
+        ]
+        .into_iter()
+        .map(|(text, source)| {
+            let config: T = config_from(vec![("source", text)]).unwrap();
+            assert_eq!(source_of(&config), source);
+            (config, source)
+        })
+        .collect()
+    }
+
+    /// Asserts that collector `C` parses each value of its `source` option
+    /// (see [`source_configs`]) and, on Linux, builds with each.
+    pub fn assert_source_option<C: Collector>(source_of: impl Fn(&C::Config) -> Source) {
+        for (config, _) in source_configs(source_of) {
+            #[cfg(target_os = "linux")]
+            assert!(C::new(config, &Environment::default()).is_ok());
+            #[cfg(not(target_os = "linux"))]
+            drop(config);
+        }
+    }
+
+    /// The error of `source = value` for collector options `T`, as text.
+    pub fn source_error<T: DeserializeOwned + std::fmt::Debug>(value: &'static str) -> String {
+        config_from::<T, _>(vec![("source", value)])
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// Runs collector `C` once over a proc root holding only `file` with
+    /// `contents`, expecting a parse error naming that file; returns the
+    /// error's text.
+    pub async fn parse_error_of<C: Collector>(
+        config: C::Config,
+        file: &str,
+        contents: &[u8],
+    ) -> String {
+        let dir = ProcDir::new(&format!("{}-garbage", C::KIND));
+        dir.write_bytes(file, contents);
+        let mut h = Harness::<C>::new(config, dir.env()).unwrap();
+        let err = h.collect().await.unwrap_err();
+        assert_eq!(
+            err.label(),
+            "parse",
+            "{:?}: {err}",
+            String::from_utf8_lossy(contents)
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&dir.path.join(file).display().to_string()),
+            "{msg}"
+        );
+        msg
+    }
+
+    /// The label of the error of collector `C` over an empty proc root.
+    pub async fn error_label_without_files<C: Collector>(config: C::Config) -> &'static str {
+        let dir = ProcDir::new(&format!("{}-missing", C::KIND));
+        let mut h = Harness::<C>::new(config, dir.env()).unwrap();
+        h.collect().await.unwrap_err().label()
     }
 
     /// Asserts that `name` was published with a value within 1e-9 of `expected`.

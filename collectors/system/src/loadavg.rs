@@ -214,7 +214,10 @@ fn count_cpus(stat: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, fixture_env, ProcDir};
+    use crate::test_support::{
+        assert_metric, assert_source_option, config_from, error_label_without_files, fixture_env,
+        parse_error_of, ProcDir,
+    };
     use carat_collector::testing::Harness;
 
     #[tokio::test]
@@ -298,16 +301,9 @@ mod tests {
             ("0.07 0.11 0.07 1/8", "line 1: truncated"),
         ];
         for (loadavg, expected) in cases {
-            let dir = ProcDir::new("loadavg-garbage");
-            dir.write("loadavg", loadavg);
-            let mut h = Harness::<LoadAvg>::new(LoadAvgConfig::default(), dir.env()).unwrap();
-            let err = h.collect().await.unwrap_err();
-            assert_eq!(err.label(), "parse", "{loadavg:?}: {err}");
-            let msg = err.to_string();
-            assert!(
-                msg.contains(&dir.path.join("loadavg").display().to_string()),
-                "{msg}"
-            );
+            let msg =
+                parse_error_of::<LoadAvg>(LoadAvgConfig::default(), "loadavg", loadavg.as_bytes())
+                    .await;
             assert!(
                 msg.contains(expected),
                 "{loadavg:?}: {msg:?} lacks {expected:?}"
@@ -317,9 +313,10 @@ mod tests {
 
     #[tokio::test]
     async fn missing_file_is_an_io_error() {
-        let dir = ProcDir::new("loadavg-missing");
-        let mut h = Harness::<LoadAvg>::new(LoadAvgConfig::default(), dir.env()).unwrap();
-        assert_eq!(h.collect().await.unwrap_err().label(), "io");
+        assert_eq!(
+            error_label_without_files::<LoadAvg>(LoadAvgConfig::default()).await,
+            "io"
+        );
     }
 
     #[tokio::test]
@@ -338,38 +335,19 @@ mod tests {
             ("loadavg", "loadavg")
         );
         assert!(!LoadAvg::DESCRIPTION.contains('\n'));
-        use serde::de::value::{Error, MapDeserializer};
-        let empty: MapDeserializer<'_, std::vec::IntoIter<(&str, bool)>, Error> =
-            MapDeserializer::new(Vec::new().into_iter());
         assert_eq!(
-            LoadAvgConfig::deserialize(empty).unwrap(),
+            config_from::<LoadAvgConfig, bool>(vec![]).unwrap(),
             LoadAvgConfig::default()
         );
-        let typo: MapDeserializer<'_, _, Error> =
-            MapDeserializer::new(vec![("simple", true)].into_iter());
-        assert!(LoadAvgConfig::deserialize(typo).is_err());
+        assert!(config_from::<LoadAvgConfig, _>(vec![("simple", true)]).is_err());
     }
 
     #[test]
     fn source_option() {
-        use serde::de::value::{Error, MapDeserializer};
-        let with = |source: &'static str| {
-            let d: MapDeserializer<'_, _, Error> =
-                MapDeserializer::new(vec![("source", source)].into_iter());
-            LoadAvgConfig::deserialize(d)
-        };
-        for (text, source) in [
-            ("auto", Source::Auto),
-            ("proc", Source::Proc),
-            ("sysinfo", Source::Sysinfo),
-        ] {
-            let config = with(text).unwrap();
-            assert_eq!(config.source, source);
-            #[cfg(target_os = "linux")]
-            assert!(LoadAvg::new(config, &Environment::default()).is_ok());
+        assert_source_option::<LoadAvg>(|c| c.source);
+        for bad in ["loadavg", ""] {
+            assert!(config_from::<LoadAvgConfig, _>(vec![("source", bad)]).is_err());
         }
-        assert!(with("loadavg").is_err());
-        assert!(with("").is_err());
     }
 
     #[cfg(target_os = "linux")]

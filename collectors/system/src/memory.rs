@@ -265,7 +265,10 @@ impl SysinfoMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, fixture_env, ProcDir};
+    use crate::test_support::{
+        assert_metric, assert_source_option, config_from, fixture_env, parse_error_of,
+        source_error, ProcDir,
+    };
     use carat_collector::testing::Harness;
 
     const KIB: f64 = 1024.0;
@@ -432,16 +435,9 @@ mod tests {
             ("MemTotal: 100 kB\nMemFree:  12", "line 2: truncated"),
         ];
         for (meminfo, expected) in cases {
-            let dir = ProcDir::new("mem-garbage");
-            dir.write("meminfo", meminfo);
-            let mut h = Harness::<Memory>::new(MemoryConfig::default(), dir.env()).unwrap();
-            let err = h.collect().await.unwrap_err();
-            assert_eq!(err.label(), "parse", "{meminfo:?}: {err}");
-            let msg = err.to_string();
-            assert!(
-                msg.contains(&dir.path.join("meminfo").display().to_string()),
-                "{msg}"
-            );
+            let msg =
+                parse_error_of::<Memory>(MemoryConfig::default(), "meminfo", meminfo.as_bytes())
+                    .await;
             assert!(
                 msg.contains(expected),
                 "{meminfo:?}: {msg:?} lacks {expected:?}"
@@ -464,44 +460,24 @@ mod tests {
     fn metadata_and_config() {
         assert_eq!((Memory::KIND, Memory::DEFAULT_PATH), ("memory", "memory"));
         assert!(!Memory::DESCRIPTION.contains('\n'));
-        use serde::de::value::{Error, MapDeserializer};
-        let empty: MapDeserializer<'_, std::vec::IntoIter<(&str, &str)>, Error> =
-            MapDeserializer::new(Vec::new().into_iter());
         assert_eq!(
-            MemoryConfig::deserialize(empty).unwrap(),
+            config_from::<MemoryConfig, &str>(vec![]).unwrap(),
             MemoryConfig::default()
         );
-        let set: MapDeserializer<'_, _, Error> =
-            MapDeserializer::new(vec![("byte_unit", "megabyte")].into_iter());
         assert_eq!(
-            MemoryConfig::deserialize(set).unwrap().byte_unit,
+            config_from::<MemoryConfig, _>(vec![("byte_unit", "megabyte")])
+                .unwrap()
+                .byte_unit,
             "megabyte"
         );
-        let typo: MapDeserializer<'_, _, Error> =
-            MapDeserializer::new(vec![("byteunit", "byte")].into_iter());
-        assert!(MemoryConfig::deserialize(typo).is_err());
+        assert!(config_from::<MemoryConfig, _>(vec![("byteunit", "byte")]).is_err());
     }
 
     #[test]
     fn source_option() {
-        use serde::de::value::{Error, MapDeserializer};
-        let with = |source: &'static str| {
-            let d: MapDeserializer<'_, _, Error> =
-                MapDeserializer::new(vec![("source", source)].into_iter());
-            MemoryConfig::deserialize(d)
-        };
-        for (text, source) in [
-            ("auto", Source::Auto),
-            ("proc", Source::Proc),
-            ("sysinfo", Source::Sysinfo),
-        ] {
-            let config = with(text).unwrap();
-            assert_eq!(config.source, source);
-            // All three build on Linux.
-            #[cfg(target_os = "linux")]
-            assert!(Memory::new(config, &Environment::default()).is_ok());
-        }
-        let err = with("psutil").unwrap_err().to_string();
+        // All three build on Linux.
+        assert_source_option::<Memory>(|c| c.source);
+        let err = source_error::<MemoryConfig>("psutil");
         assert!(err.contains("psutil"), "{err}");
     }
 

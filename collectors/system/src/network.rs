@@ -690,7 +690,10 @@ fn parse_header(path: &Path, line: &str, columns: &mut Vec<Column>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, fixture_env, ProcDir};
+    use crate::test_support::{
+        assert_metric, assert_source_option, config_from, error_label_without_files, fixture_env,
+        source_error, ProcDir,
+    };
     use carat_collector::testing::{Harness, Published};
     use std::time::Duration;
 
@@ -1194,9 +1197,10 @@ mod tests {
 
     #[tokio::test]
     async fn missing_file_is_an_io_error() {
-        let dir = ProcDir::new("network-missing");
-        let mut h = Harness::<Network>::new(NetworkConfig::default(), dir.env()).unwrap();
-        assert_eq!(h.collect().await.unwrap_err().label(), "io");
+        assert_eq!(
+            error_label_without_files::<Network>(NetworkConfig::default()).await,
+            "io"
+        );
     }
 
     #[tokio::test]
@@ -1239,10 +1243,7 @@ mod tests {
 
     #[test]
     fn config_defaults_lists_and_unknown_keys() {
-        use serde::de::value::{Error, MapDeserializer};
-        let empty: MapDeserializer<'_, std::vec::IntoIter<(&str, bool)>, Error> =
-            MapDeserializer::new(Vec::new().into_iter());
-        let config = NetworkConfig::deserialize(empty).unwrap();
+        let config: NetworkConfig = config_from::<_, bool>(vec![]).unwrap();
         assert_eq!(config, NetworkConfig::default());
         assert_eq!(
             config.interfaces,
@@ -1251,29 +1252,28 @@ mod tests {
         assert_eq!(config.byte_unit, ["bit", "byte"]);
         assert!(config.greedy);
 
-        let lists: MapDeserializer<'_, _, Error> = MapDeserializer::new(
-            vec![("interfaces", vec!["wl", "br-"]), ("byte_unit", vec!["MB"])].into_iter(),
-        );
-        let config = NetworkConfig::deserialize(lists).unwrap();
+        let config: NetworkConfig = config_from(vec![
+            ("interfaces", vec!["wl", "br-"]),
+            ("byte_unit", vec!["MB"]),
+        ])
+        .unwrap();
         assert_eq!(config.interfaces, ["wl", "br-"]);
         assert_eq!(config.byte_unit, ["MB"]);
 
         // Diamond's comma-separated strings.
-        let strings: MapDeserializer<'_, _, Error> = MapDeserializer::new(
-            vec![("interfaces", "eth, bond,,em "), ("byte_unit", "bit")].into_iter(),
-        );
-        let config = NetworkConfig::deserialize(strings).unwrap();
+        let config: NetworkConfig =
+            config_from(vec![("interfaces", "eth, bond,,em "), ("byte_unit", "bit")]).unwrap();
         assert_eq!(config.interfaces, ["eth", "bond", "em"]);
         assert_eq!(config.byte_unit, ["bit"]);
 
-        let typo: MapDeserializer<'_, _, Error> =
-            MapDeserializer::new(vec![("interface", "eth")].into_iter());
-        let err = NetworkConfig::deserialize(typo).unwrap_err().to_string();
+        let err = config_from::<NetworkConfig, _>(vec![("interface", "eth")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("interface"), "{err}");
 
-        let wrong: MapDeserializer<'_, _, Error> =
-            MapDeserializer::new(vec![("interfaces", true)].into_iter());
-        let err = NetworkConfig::deserialize(wrong).unwrap_err().to_string();
+        let err = config_from::<NetworkConfig, _>(vec![("interfaces", true)])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("list of strings"), "{err}");
     }
 
@@ -1328,24 +1328,9 @@ mod tests {
 
     #[test]
     fn source_option() {
-        use serde::de::value::{Error, MapDeserializer};
-        let with = |source: &'static str| {
-            let d: MapDeserializer<'_, _, Error> =
-                MapDeserializer::new(vec![("source", source)].into_iter());
-            NetworkConfig::deserialize(d)
-        };
         assert_eq!(NetworkConfig::default().source, Source::Auto);
-        for (text, source) in [
-            ("auto", Source::Auto),
-            ("proc", Source::Proc),
-            ("sysinfo", Source::Sysinfo),
-        ] {
-            let config = with(text).unwrap();
-            assert_eq!(config.source, source);
-            #[cfg(target_os = "linux")]
-            assert!(Network::new(config, &Environment::default()).is_ok());
-        }
-        let err = with("netlink").unwrap_err().to_string();
+        assert_source_option::<Network>(|c| c.source);
+        let err = source_error::<NetworkConfig>("netlink");
         assert!(err.contains("netlink"), "{err}");
     }
 

@@ -315,7 +315,7 @@ fn split_label<'t>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, ProcDir};
+    use crate::test_support::{assert_metric, config_from, ProcDir};
     use carat_collector::testing::{Harness, Published};
     use std::time::Duration;
 
@@ -754,28 +754,22 @@ mod tests {
 
     #[test]
     fn config_defaults_lists_and_unknown_keys() {
-        use serde::de::value::{Error, MapDeserializer};
-        let empty: MapDeserializer<'_, std::vec::IntoIter<(&str, bool)>, Error> =
-            MapDeserializer::new(Vec::new().into_iter());
-        let config = TcpConfig::deserialize(empty).unwrap();
+        let config: TcpConfig = config_from::<_, bool>(vec![]).unwrap();
         assert_eq!(config, TcpConfig::default());
         assert_eq!(config.allowed_names.len(), 16);
         assert_eq!(config.gauges, ["CurrEstab", "MaxConn"]);
 
-        let lists: MapDeserializer<'_, _, Error> = MapDeserializer::new(
-            vec![
-                ("allowed_names", Vec::<&str>::new()),
-                ("gauges", vec!["MaxConn"]),
-            ]
-            .into_iter(),
-        );
-        let config = TcpConfig::deserialize(lists).unwrap();
+        let config: TcpConfig = config_from(vec![
+            ("allowed_names", Vec::<&str>::new()),
+            ("gauges", vec!["MaxConn"]),
+        ])
+        .unwrap();
         assert!(config.allowed_names.is_empty());
         assert_eq!(config.gauges, ["MaxConn"]);
 
-        let typo: MapDeserializer<'_, _, Error> =
-            MapDeserializer::new(vec![("allowed", "TW")].into_iter());
-        let err = TcpConfig::deserialize(typo).unwrap_err().to_string();
+        let err = config_from::<TcpConfig, _>(vec![("allowed", "TW")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("allowed"), "{err}");
     }
 }

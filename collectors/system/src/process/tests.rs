@@ -741,15 +741,21 @@ fn this_process(name: &str) -> GroupConfig {
     by_exe(name, &[&format!("^{}$", regex::escape(exe))])
 }
 
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn real_proc_finds_this_process() {
+/// A harness over groups `me` (this test binary) and `nobody` (no
+/// process), read from `source`.
+fn me_and_nobody(source: Source) -> Harness<Process> {
     let mut c = config(vec![
         this_process("me"),
         by_exe("nobody", &["^/nonexistent/carat-test-binary$"]),
     ]);
-    c.source = Source::Proc;
-    let mut h = Harness::<Process>::new(c, Environment::default()).unwrap();
+    c.source = source;
+    Harness::<Process>::new(c, Environment::default()).unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn real_proc_finds_this_process() {
+    let mut h = me_and_nobody(Source::Proc);
     let p = h.collect().await.unwrap();
     let get = |name: &str| {
         p.get(name)
@@ -778,12 +784,7 @@ async fn real_proc_finds_this_process() {
 
 #[tokio::test]
 async fn sysinfo_source_finds_this_process() {
-    let mut c = config(vec![
-        this_process("me"),
-        by_exe("nobody", &["^/nonexistent/carat-test-binary$"]),
-    ]);
-    c.source = Source::Sysinfo;
-    let mut h = Harness::<Process>::new(c, Environment::default()).unwrap();
+    let mut h = me_and_nobody(Source::Sysinfo);
     let p = h.collect().await.unwrap();
     let get = |name: &str| {
         p.get(name)
