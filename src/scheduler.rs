@@ -144,10 +144,10 @@ pub async fn run(mut instance: Instance, mut stop: watch::Receiver<bool>) {
         };
         let batch = spare_batch.take().unwrap_or_default();
         let started = Instant::now();
-        let outcome = tokio::select! {
-            o = run_once(c, batch, schedule.timeout) => o,
-            _ = stop.changed() => break,
-        };
+        // A run in progress when the agent stops is allowed to finish (it is
+        // bounded by its timeout, and the agent aborts stragglers): its
+        // samples were taken and are delivered like the others, not lost.
+        let outcome = run_once(c, batch, schedule.timeout).await;
         let elapsed = started.elapsed();
         stats
             .last_run_micros

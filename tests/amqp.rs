@@ -17,13 +17,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use support::rabbitmq::RabbitMq;
-use support::{collectors, config, Running};
-
-/// The broker's calls block (they wait for processes); keep them off the
-/// agent's worker threads.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
+use support::{blocking, collectors, config, sequence_toml, Running};
 
 /// A message taken from a queue.
 #[derive(Clone, Debug)]
@@ -124,6 +118,28 @@ fn points(got: &[Got], path: &str, name_in_body: bool) -> BTreeSet<(i64, u64)> {
         .collect()
 }
 
+/// Waits until the collector has published `runs` points; panics after
+/// `limit`.
+async fn wait_for_runs(control: &collectors::Control, runs: usize, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while control.count() < runs {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the collector did not run {runs} times in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Pauses the collector, gives the agent a moment to publish what it
+/// already collected, and returns everything published: what the queue must
+/// end up holding.
+async fn pause(control: &collectors::Control) -> BTreeSet<(i64, u64)> {
+    control.paused.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    emitted(control)
+}
+
 fn emitted(control: &collectors::Control) -> BTreeSet<(i64, u64)> {
     control
         .emitted
@@ -167,18 +183,11 @@ async fn published_lines_reach_a_bound_queue_in_both_modes() {
     let key = "amqp-modes";
     let control = collectors::control(key);
     // One instance per mode, sharing the url of the kind table.
-    let running = Running::start(config(&format!(
-        r#"
-[agent]
-hostname = "amqp"
-interval = 1
-splay = 0
-self_metrics = false
-
-[collector.sequence]
-key = "{key}"
-
-[output.amqp]
+    let running = Running::start(config(&sequence_toml(
+        "amqp",
+        key,
+        &format!(
+            r#"[output.amqp]
 url = "{url}"
 reconnect_min = 0.2
 reconnect_max = 1
@@ -189,22 +198,14 @@ reconnect_max = 1
 exchange = "metrics-lines"
 metric_name_in_body = true
 "#,
-        url = broker.url()
+            url = broker.url()
+        ),
     )));
     let path = "servers.amqp.sequence.value";
     let mut single = Vec::new();
     let mut lines = Vec::new();
-    let first_three: BTreeSet<(i64, u64)> = {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while control.count() < 3 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the collector did not run 3 times"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        emitted(&control).into_iter().take(3).collect()
-    };
+    wait_for_runs(&control, 3, Duration::from_secs(20)).await;
+    let first_three: BTreeSet<(i64, u64)> = emitted(&control).into_iter().take(3).collect();
     let limit = Duration::from_secs(20);
     assert!(
         wait_for_points(
@@ -220,9 +221,7 @@ metric_name_in_body = true
         "per-metric queue: {single:?}"
     );
     // Settle: stop publishing, then everything published must arrive.
-    control.paused.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let expected = emitted(&control);
+    let expected = pause(&control).await;
     assert!(
         wait_for_points(
             &broker,
@@ -293,18 +292,11 @@ async fn a_broker_outage_within_the_buffer_loses_nothing() {
     bind_queue(&broker, "graphite", "outage").await;
     let key = "amqp-outage";
     let control = collectors::control(key);
-    let running = Running::start(config(&format!(
-        r#"
-[agent]
-hostname = "outage"
-interval = 1
-splay = 0
-self_metrics = false
-
-[collector.sequence]
-key = "{key}"
-
-[output.amqp]
+    let running = Running::start(config(&sequence_toml(
+        "outage",
+        key,
+        &format!(
+            r#"[output.amqp]
 url = "{url}"
 batch_size = 1
 max_buffered = 1000
@@ -312,7 +304,8 @@ timeout = 2
 reconnect_min = 0.2
 reconnect_max = 1
 "#,
-        url = broker.url()
+            url = broker.url()
+        ),
     )));
     let stats = running.stats.output("amqp").unwrap().clone();
     let path = "servers.outage.sequence.value";
@@ -320,17 +313,8 @@ reconnect_max = 1
     let mut got = Vec::new();
 
     // Up and delivering; then settle (pause, everything published arrives).
-    let deadline = tokio::time::Instant::now() + limit;
-    while control.count() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the collector did not run 3 times"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    control.paused.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let expected = emitted(&control);
+    wait_for_runs(&control, 3, limit).await;
+    let expected = pause(&control).await;
     assert!(
         wait_for_points(&broker, "outage", &mut got, path, false, &expected, limit).await,
         "before the outage: queue {:?} != published {expected:?}",
@@ -357,9 +341,7 @@ reconnect_max = 1
     blocking(|| broker.restart());
     eprintln!("rabbitmq restarted in {:?}", broker.last_start());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    control.paused.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let expected = emitted(&control);
+    let expected = pause(&control).await;
     let arrived = wait_for_points(&broker, "outage", &mut got, path, false, &expected, limit).await;
     let received = points(&got, path, false);
     let missing: Vec<_> = expected.difference(&received).collect();
@@ -393,38 +375,25 @@ async fn a_blocked_broker_fails_sends_instead_of_hanging() {
     bind_queue(&broker, "graphite", "blocked").await;
     let key = "amqp-blocked";
     let control = collectors::control(key);
-    let running = Running::start(config(&format!(
-        r#"
-[agent]
-hostname = "blocked"
-interval = 1
-splay = 0
-self_metrics = false
-
-[collector.sequence]
-key = "{key}"
-
-[output.amqp]
+    let running = Running::start(config(&sequence_toml(
+        "blocked",
+        key,
+        &format!(
+            r#"[output.amqp]
 url = "{url}"
 batch_size = 1
 timeout = 1
 reconnect_min = 0.2
 reconnect_max = 0.5
 "#,
-        url = broker.url()
+            url = broker.url()
+        ),
     )));
     let stats = running.stats.output("amqp").unwrap().clone();
     let path = "servers.blocked.sequence.value";
     let limit = Duration::from_secs(20);
     let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + limit;
-    while control.count() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the collector did not run twice"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_runs(&control, 2, limit).await;
     let first = emitted(&control);
     assert!(wait_for_points(&broker, "blocked", &mut got, path, false, &first, limit).await);
 
@@ -449,9 +418,7 @@ reconnect_max = 0.5
 
     ctl(&["set_vm_memory_high_watermark", "0.4"]).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    control.paused.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let expected = emitted(&control);
+    let expected = pause(&control).await;
     let arrived =
         wait_for_points(&broker, "blocked", &mut got, path, false, &expected, limit).await;
     let missing: Vec<_> = expected

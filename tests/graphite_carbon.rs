@@ -10,13 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use carat::stats::get;
 use support::carbon::Carbon;
-use support::{collectors, config, eventually, Running};
-
-/// Carbon's calls block (they wait for processes and files); keep them off
-/// the agent's worker threads.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
+use support::{blocking, collectors, config, eventually, sequence_toml, Running};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -110,25 +104,19 @@ port = {}
 /// Starts an agent that runs the `sequence` collector every second into
 /// `carbon`, with the given buffer bound.
 fn sequence_agent(carbon: &Carbon, key: &str, max_buffered: usize) -> Running {
-    Running::start(config(&format!(
-        r#"
-[agent]
-hostname = "outage"
-interval = 1
-splay = 0
-self_metrics = false
-
-[collector.sequence]
-key = "{key}"
-
-[output.graphite]
+    Running::start(config(&sequence_toml(
+        "outage",
+        key,
+        &format!(
+            r#"[output.graphite]
 port = {port}
 batch_size = 1
 max_buffered = {max_buffered}
 reconnect_min = 0.2
 reconnect_max = 1
 "#,
-        port = carbon.line_port()
+            port = carbon.line_port()
+        ),
     )))
 }
 
@@ -150,6 +138,40 @@ async fn settle(carbon: &Carbon, control: &collectors::Control) {
         "whisper {:?} != published {expected:?}",
         carbon.fetch(PATH)
     );
+}
+
+/// Pauses the collector and waits up to `limit` until whisper holds the
+/// newest point it published: after an outage that overflowed the buffer,
+/// [`settle`] would wait in vain, since some points were dropped.
+async fn pause_and_wait_for_newest(
+    carbon: &Carbon,
+    control: &collectors::Control,
+    limit: Duration,
+) {
+    control.paused.store(true, Ordering::SeqCst);
+    let newest = control.count() as f64;
+    let arrived = eventually(limit, || {
+        blocking(|| carbon.fetch(PATH))
+            .iter()
+            .any(|p| p.1 == newest)
+    })
+    .await;
+    assert!(arrived, "the newest point arrives after the outage");
+}
+
+/// The values the collector published (the last of each second, as whisper
+/// keeps it) and the values whisper holds.
+fn published_and_stored(
+    carbon: &Carbon,
+    control: &collectors::Control,
+) -> (BTreeSet<u64>, BTreeSet<u64>) {
+    let published = control
+        .expected_points()
+        .iter()
+        .map(|p| p.1 as u64)
+        .collect();
+    let stored = carbon.fetch(PATH).iter().map(|p| p.1 as u64).collect();
+    (published, stored)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,24 +228,11 @@ async fn an_outage_beyond_the_buffer_loses_exactly_the_counted_drops() {
     // Settling compares all published points with whisper: it must not match,
     // some were dropped. Wait for delivery of the newest instead.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    control.paused.store(true, Ordering::SeqCst);
-    let newest = control.count() as f64;
-    let arrived = eventually(Duration::from_secs(15), || {
-        blocking(|| carbon.fetch(PATH))
-            .iter()
-            .any(|p| p.1 == newest)
-    })
-    .await;
-    assert!(arrived, "the newest point arrives after the outage");
+    pause_and_wait_for_newest(&carbon, &control, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     running.stop(Duration::from_secs(15)).await;
 
-    let published: BTreeSet<u64> = control
-        .expected_points()
-        .iter()
-        .map(|p| p.1 as u64)
-        .collect();
-    let stored: BTreeSet<u64> = carbon.fetch(PATH).iter().map(|p| p.1 as u64).collect();
+    let (published, stored) = published_and_stored(&carbon, &control);
     let lost: Vec<u64> = published.difference(&stored).copied().collect();
     let dropped = get(&stats.dropped);
     assert!(
@@ -293,24 +302,11 @@ reconnect_max = 1
     tokio::time::sleep(Duration::from_secs(4)).await;
     blocking(|| carbon.restart());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    control.paused.store(true, Ordering::SeqCst);
-    let newest = control.count() as f64;
-    let arrived = eventually(Duration::from_secs(20), || {
-        blocking(|| carbon.fetch(PATH))
-            .iter()
-            .any(|p| p.1 == newest)
-    })
-    .await;
-    assert!(arrived, "the newest point arrives after the outage");
+    pause_and_wait_for_newest(&carbon, &control, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     second.stop(Duration::from_secs(10)).await;
 
-    let published: BTreeSet<u64> = control
-        .expected_points()
-        .iter()
-        .map(|p| p.1 as u64)
-        .collect();
-    let stored: BTreeSet<u64> = carbon.fetch(PATH).iter().map(|p| p.1 as u64).collect();
+    let (published, stored) = published_and_stored(&carbon, &control);
     let dropped = get(&first_stats.dropped) + get(&second_stats.dropped);
     (published, stored, dropped)
 }

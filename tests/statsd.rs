@@ -9,11 +9,7 @@ use std::time::Duration;
 
 use support::carbon::Carbon;
 use support::statsd::{Statsd, FLUSH};
-use support::{collectors, config, eventually, Running};
-
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
+use support::{blocking, collectors, config, eventually, Running};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gauges_negative_gauges_counters_and_rates_arrive() {

@@ -27,24 +27,24 @@
 //!   point for the same second replaces the earlier one. Points with a
 //!   timestamp in the future are stored but not returned by `whisper-fetch`.
 //! * carbon binds its listeners with `SO_REUSEPORT`, so two carbons on one
-//!   port would share it silently instead of failing. Ports handed out by this
-//!   module are never handed out twice within one test process, and a
-//!   stopped carbon is always waited for before its successor starts.
+//!   port would share it silently instead of failing. Ports come from
+//!   [`super::server::free_ports`], which never hands one out twice within
+//!   one test process, and a stopped carbon is always waited for before its
+//!   successor starts.
 //! * carbon's own metrics (`carbon.agents.*`) are switched off
 //!   (`CARBON_METRIC_INTERVAL = 0`) so [`Carbon::metric_paths`] lists only
 //!   what the test sent; tagging is off (`ENABLE_TAGS = False`), otherwise
 //!   carbon posts every new metric name to a graphite-web on 127.0.0.1:80.
 
-use std::collections::HashSet;
-use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use super::server::{self, NotReady};
 
 /// The carbon-cache script of the Debian package.
 pub const CARBON_CACHE: &str = "/usr/bin/carbon-cache";
@@ -82,10 +82,6 @@ sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 "#;
 
-/// Ports already handed to a carbon in this process (never reused, so two
-/// fixtures running in parallel test threads cannot end up sharing a port).
-static USED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-
 /// A running carbon-cache for one test. Dropping it stops carbon and removes
 /// its directory.
 pub struct Carbon {
@@ -109,38 +105,28 @@ impl Carbon {
     /// carbon-cache is not installed.
     pub fn start() -> Carbon {
         require_installed();
-        const ATTEMPTS: usize = 3;
-        for attempt in 1..=ATTEMPTS {
-            let dir = tempfile::Builder::new()
-                .prefix("carat-carbon-")
-                .tempdir()
-                .unwrap_or_else(|e| panic!("cannot create a temporary directory for carbon: {e}"));
-            let [line_port, pickle_port, cache_query_port, udp_port] = pick_ports();
+        server::start_with_retries("carbon", || {
+            // Three TCP ports (line, pickle, cache query), then one UDP.
+            let ports = server::free_ports(3, 1);
             let mut carbon = Carbon {
-                dir,
-                line_port,
-                udp_port,
-                pickle_port,
-                cache_query_port,
+                dir: server::temp_dir("carbon"),
+                line_port: ports[0],
+                udp_port: ports[3],
+                pickle_port: ports[1],
+                cache_query_port: ports[2],
                 child: None,
                 pid: 0,
                 last_start: Duration::ZERO,
             };
             carbon.write_config();
             match carbon.spawn_and_wait() {
-                Ok(()) => return carbon,
-                // Another process took one of the ports between our probe and
-                // carbon's bind: try again with new ports.
-                Err(StartError::AddrInUse(log)) if attempt < ATTEMPTS => {
-                    eprintln!(
-                        "carbon fixture: a port was taken before carbon could bind it, \
-                         retrying with new ports; carbon's log:\n{log}"
-                    );
-                }
-                Err(e) => panic!("{e}"),
+                Ok(()) => Ok(carbon),
+                Err(e) => Err(server::StartFailed {
+                    port_taken: matches!(e, StartError::AddrInUse(_)),
+                    message: e.to_string(),
+                }),
             }
-        }
-        unreachable!("the last start attempt either returns or panics")
+        })
     }
 
     /// Port of the plaintext (line) receiver over TCP.
@@ -224,10 +210,7 @@ impl Carbon {
 
     /// Everything carbon wrote to stdout and stderr (all starts so far).
     pub fn log(&self) -> String {
-        match fs::read(self.log_file()) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => format!("<cannot read {}: {e}>", self.log_file().display()),
-        }
+        server::read_log(&self.log_file())
     }
 
     /// Stops carbon: SIGTERM, then SIGKILL if it has not exited after
@@ -288,7 +271,7 @@ impl Carbon {
                     "carbon: waited {timeout:?} for {min_points} point(s) of {metric_path:?}, \
                      found {found}\nmetrics carbon has stored: {:?}\ncarbon's log:\n{}",
                     self.metric_paths(),
-                    tail(&self.log(), 60)
+                    server::tail(&self.log(), 60)
                 );
             }
             sleep(POLL_INTERVAL);
@@ -465,21 +448,7 @@ aggregationMethod = average
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => panic!("cannot remove {}: {e}", self.pid_file().display()),
         }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_file())
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_file().display()));
-        let log_err = log.try_clone().unwrap_or_else(|e| {
-            panic!(
-                "cannot duplicate the handle of {}: {e}",
-                self.log_file().display()
-            )
-        });
-        let log_offset = log
-            .metadata()
-            .unwrap_or_else(|e| panic!("cannot stat {}: {e}", self.log_file().display()))
-            .len();
+        let (log, log_err, log_offset) = server::open_log(&self.log_file());
 
         let started = Instant::now();
         let mut command = Command::new(python_of(CARBON_CACHE));
@@ -500,52 +469,50 @@ aggregationMethod = average
             .env("PYTHONWARNINGS", "ignore")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
+            .stdout(log)
+            .stderr(log_err);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {CARBON_CACHE}: {e} ({INSTALL_HINT})"));
         self.pid = child.id();
         self.child = Some(child);
 
-        let deadline = started + START_TIMEOUT;
-        let mut pending = vec![self.line_addr(), self.pickle_addr()];
-        loop {
-            pending.retain(|addr| {
-                TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_err()
-            });
-            if pending.is_empty() {
+        let child = self.child.as_mut().expect("the child was just stored");
+        let ready = server::wait_until_accepts(
+            child,
+            "carbon-cache",
+            &[self.line_port, self.pickle_port],
+            started + START_TIMEOUT,
+            Duration::from_millis(25),
+            || Ok(()),
+        );
+        match ready {
+            Ok(()) => {
                 self.last_start = started.elapsed();
-                return Ok(());
+                Ok(())
             }
-            let child = self.child.as_mut().expect("the child was just stored");
-            let exited = child
-                .try_wait()
-                .unwrap_or_else(|e| panic!("cannot query carbon-cache (pid {}): {e}", self.pid));
-            if let Some(status) = exited {
+            Err(NotReady::Exited(status)) => {
                 self.child = None;
                 let log = self.log_since(log_offset);
                 if log.contains("Address already in use") {
                     return Err(StartError::AddrInUse(log));
                 }
-                return Err(StartError::Exited(status, log));
+                Err(StartError::Exited(status, log))
             }
-            if Instant::now() >= deadline {
+            Err(NotReady::TimedOut { pending, .. }) => {
                 let mut child = self.child.take().expect("the child was just stored");
                 let _ = terminate(&mut child);
-                return Err(StartError::Timeout(pending, self.log_since(log_offset)));
+                let pending = pending
+                    .into_iter()
+                    .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                    .collect();
+                Err(StartError::Timeout(pending, self.log_since(log_offset)))
             }
-            sleep(Duration::from_millis(25));
         }
     }
 
     fn log_since(&self, offset: u64) -> String {
-        let log = self.log();
-        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
-        match log.get(offset..) {
-            Some(rest) => rest.to_owned(),
-            None => log,
-        }
+        server::read_log_since(&self.log_file(), offset)
     }
 }
 
@@ -586,40 +553,10 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// SIGTERM, wait up to [`STOP_GRACE`], then SIGKILL; always reaps the child.
+/// SIGTERM (not Child::kill's SIGKILL, so carbon shuts down cleanly), wait
+/// up to [`STOP_GRACE`], then SIGKILL; always reaps the child.
 fn terminate(child: &mut Child) -> Result<ExitStatus, String> {
-    if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-        return Ok(status);
-    }
-    // SIGTERM (not Child::kill's SIGKILL) so carbon shuts down cleanly.
-    let sent = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if sent {
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                return Ok(status);
-            }
-            sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "carbon fixture: carbon-cache (pid {}) ignored SIGTERM for {STOP_GRACE:?}, killing it",
-            child.id()
-        );
-    }
-    match child.kill() {
-        Ok(()) => {}
-        // Exited in the meantime: wait() below reaps it.
-        Err(e) if e.kind() == ErrorKind::InvalidInput => {}
-        Err(e) => return Err(format!("SIGKILL failed: {e}")),
-    }
-    child.wait().map_err(|e| e.to_string())
+    server::stop_child(child, STOP_GRACE, "carbon fixture: carbon-cache")
 }
 
 /// The interpreter named by a script's `#!` line.
@@ -639,58 +576,8 @@ fn python_of(script: &str) -> String {
 }
 
 fn require_installed() {
-    if !Path::new(CARBON_CACHE).exists() {
-        panic!("carbon-cache not found: {INSTALL_HINT}");
-    }
-    if !Path::new(WHISPER_FETCH).exists() {
-        panic!("whisper-fetch not found: {INSTALL_HINT}");
-    }
-}
-
-/// Four distinct free ports: three TCP (line, pickle, cache query), then one
-/// UDP. All probes are held until every port is chosen, and no port is
-/// handed out twice in this process.
-fn pick_ports() -> [u16; 4] {
-    let mut used = USED_PORTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let used = used.get_or_insert_with(HashSet::new);
-    let mut tcp_probes = Vec::new();
-    let mut udp_probes = Vec::new();
-    let mut ports = Vec::new();
-    for attempt in 0.. {
-        assert!(
-            attempt < 1000,
-            "cannot find 4 free ports on 127.0.0.1 (tried {attempt} times)"
-        );
-        let port = if ports.len() < 3 {
-            let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .unwrap_or_else(|e| panic!("cannot bind a TCP port on 127.0.0.1: {e}"));
-            let port = probe
-                .local_addr()
-                .expect("a bound socket has an address")
-                .port();
-            tcp_probes.push(probe);
-            port
-        } else {
-            let probe = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-                .unwrap_or_else(|e| panic!("cannot bind a UDP port on 127.0.0.1: {e}"));
-            let port = probe
-                .local_addr()
-                .expect("a bound socket has an address")
-                .port();
-            udp_probes.push(probe);
-            port
-        };
-        if !used.contains(&port) && !ports.contains(&port) {
-            ports.push(port);
-            if ports.len() == 4 {
-                break;
-            }
-        }
-    }
-    used.extend(ports.iter().copied());
-    [ports[0], ports[1], ports[2], ports[3]]
+    server::require_binary(CARBON_CACHE, INSTALL_HINT);
+    server::require_binary(WHISPER_FETCH, INSTALL_HINT);
 }
 
 /// Parses `whisper-fetch --json` output:
@@ -745,18 +632,4 @@ pub fn parse_whisper_fetch_json(text: &str) -> Result<Vec<(i64, f64)>, String> {
         points.push((start + offset * step, value));
     }
     Ok(points)
-}
-
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let skip = all.len().saturating_sub(lines);
-    let mut out = String::new();
-    if skip > 0 {
-        let _ = writeln!(out, "[... {skip} earlier line(s) ...]");
-    }
-    for line in &all[skip..] {
-        let _ = writeln!(out, "{line}");
-    }
-    out
 }

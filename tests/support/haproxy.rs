@@ -41,6 +41,8 @@ use std::sync::Arc;
 use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::server::{self, NotReady};
+
 /// The binary of the Debian package.
 pub const HAPROXY: &str = "/usr/sbin/haproxy";
 /// Used to tie HAProxy's life to the test's (util-linux, always installed).
@@ -57,6 +59,8 @@ pub const STATS_PASSWORD: &str = "t3st-Secret";
 
 /// How long a start may take before the test fails.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long HAProxy gets to exit after SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A minimal HTTP server on 127.0.0.1 and a free port: answers every
 /// request with `200 ok` and closes the connection. Stopping it closes its
@@ -164,18 +168,11 @@ impl Haproxy {
     /// Panics with installation instructions when HAProxy is not
     /// installed, and with HAProxy's output when it does not start.
     pub fn start(servers: &[u16], tls: bool) -> Haproxy {
-        if !Path::new(HAPROXY).exists() {
-            panic!("{HAPROXY} not found: {INSTALL_HINT}");
-        }
-        const ATTEMPTS: usize = 3;
-        for attempt in 1..=ATTEMPTS {
-            let dir = tempfile::Builder::new()
-                .prefix("carat-haproxy-")
-                .tempdir()
-                .unwrap_or_else(|e| panic!("cannot create a temporary directory for haproxy: {e}"));
-            let ports = free_ports(if tls { 3 } else { 2 });
+        server::require_binary(HAPROXY, INSTALL_HINT);
+        server::start_with_retries("haproxy", || {
+            let ports = server::free_ports(if tls { 3 } else { 2 }, 0);
             let mut haproxy = Haproxy {
-                dir,
+                dir: server::temp_dir("haproxy"),
                 child: None,
                 pid: 0,
                 frontend_port: ports[0],
@@ -187,16 +184,13 @@ impl Haproxy {
             }
             haproxy.write_config(servers);
             match haproxy.spawn_and_wait() {
-                Ok(()) => return haproxy,
-                Err(log) if log.contains("cannot bind socket") && attempt < ATTEMPTS => {
-                    eprintln!(
-                        "haproxy fixture: a port was taken meanwhile, retrying; its output:\n{log}"
-                    );
-                }
-                Err(log) => panic!("haproxy did not start; its output:\n{log}"),
+                Ok(()) => Ok(haproxy),
+                Err(log) => Err(server::StartFailed {
+                    port_taken: log.contains("cannot bind socket"),
+                    message: format!("haproxy did not start; its output:\n{log}"),
+                }),
             }
-        }
-        unreachable!("the last attempt returns or panics")
+        })
     }
 
     /// The frontend's port.
@@ -237,8 +231,7 @@ impl Haproxy {
 
     /// What HAProxy printed so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("haproxy.log"))
-            .unwrap_or_else(|e| format!("<cannot read haproxy.log: {e}>"))
+        server::read_log(&self.dir.path().join("haproxy.log"))
     }
 
     /// Runs one command on the stats socket and returns its answer.
@@ -357,9 +350,10 @@ impl Haproxy {
     /// A self-signed certificate for 127.0.0.1, key included, as HAProxy's
     /// `crt` wants it.
     fn make_certificate(&self) {
-        if !Path::new(OPENSSL).exists() {
-            panic!("{OPENSSL} not found: install it with `apt-get install openssl` (or run .ci/install-test-deps)");
-        }
+        server::require_binary(
+            OPENSSL,
+            "install it with `apt-get install openssl` (or run .ci/install-test-deps)",
+        );
         let dir = self.dir.path();
         let output = Command::new(OPENSSL)
             .args([
@@ -390,9 +384,8 @@ impl Haproxy {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
-        let log_path = self.dir.path().join("haproxy.log");
-        let log = std::fs::File::create(&log_path).expect("create haproxy.log");
-        let log_err = log.try_clone().expect("duplicate the log handle");
+        // A fresh directory per start: the log holds this start's output only.
+        let (log, log_err, _) = server::open_log(&self.dir.path().join("haproxy.log"));
         let config = self.dir.path().join("haproxy.cfg");
         // setpriv execs HAProxy, so the child's PID is HAProxy's.
         let mut command = if Path::new(SETPRIV).exists() {
@@ -408,64 +401,56 @@ impl Haproxy {
             .arg("-db")
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
+            .stdout(log)
+            .stderr(log_err);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {HAPROXY}: {e} ({INSTALL_HINT})"));
         self.pid = child.id();
         self.child = Some(child);
 
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let stats_up = TcpStream::connect_timeout(
-                &(Ipv4Addr::LOCALHOST, self.stats_port).into(),
-                Duration::from_millis(200),
-            )
-            .is_ok();
-            if stats_up && UnixStream::connect(self.socket()).is_ok() {
-                return Ok(());
-            }
-            let child = self.child.as_mut().expect("just started");
-            if let Some(status) = child.try_wait().expect("query haproxy") {
+        let socket = self.socket();
+        let child = self.child.as_mut().expect("just started");
+        let ready = server::wait_until_accepts(
+            child,
+            "haproxy",
+            &[self.stats_port],
+            Instant::now() + START_TIMEOUT,
+            Duration::from_millis(20),
+            || {
+                UnixStream::connect(&socket)
+                    .map(drop)
+                    .map_err(|e| format!("the stats socket does not answer: {e}"))
+            },
+        );
+        match ready {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(status)) => {
                 self.child = None;
-                return Err(format!("(exited: {status})\n{}", self.log()));
+                Err(format!("(exited: {status})\n{}", self.log()))
             }
-            if Instant::now() >= deadline {
+            Err(NotReady::TimedOut { .. }) => {
                 self.stop();
-                return Err(format!(
+                Err(format!(
                     "(not listening after {START_TIMEOUT:?})\n{}",
                     self.log()
-                ));
+                ))
             }
-            sleep(Duration::from_millis(20));
         }
     }
 
-    /// Stops HAProxy (SIGTERM, then SIGKILL after 5 s) and waits for it.
+    /// Stops HAProxy (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and waits
+    /// for it.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
+        if let Some(mut child) = self.child.take() {
+            // Also called from Drop: a failure must not panic.
+            if let Err(e) = server::stop_child(&mut child, STOP_GRACE, "haproxy fixture: haproxy") {
+                eprintln!(
+                    "haproxy fixture: cannot stop haproxy (pid {}): {e}",
+                    self.pid
+                );
             }
-            sleep(Duration::from_millis(10));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Whether the HAProxy process is still running.
@@ -478,15 +463,4 @@ impl Drop for Haproxy {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// `n` distinct free ports on 127.0.0.1 (held until all are chosen).
-fn free_ports(n: usize) -> Vec<u16> {
-    let probes: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port"))
-        .collect();
-    probes
-        .iter()
-        .map(|p| p.local_addr().expect("local address").port())
-        .collect()
 }

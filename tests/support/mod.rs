@@ -7,6 +7,9 @@
 
 pub mod carbon;
 pub mod collectors;
+pub mod haproxy;
+pub mod rabbitmq;
+pub mod server;
 pub mod sink;
 pub mod statsd;
 
@@ -61,6 +64,33 @@ impl Running {
     }
 }
 
+/// Runs a fixture's blocking call (it waits for processes, ports and files)
+/// with `block_in_place`, so it does not stall the agent's tasks on this
+/// worker thread. Needs the multi-threaded runtime.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// The TOML of an agent named `hostname` that runs the test collector
+/// `sequence` (controlled through `key`) every second, without splay and
+/// without self-metrics, so what reaches `outputs` (TOML tables) is exactly
+/// the points the test can count.
+pub fn sequence_toml(hostname: &str, key: &str, outputs: &str) -> String {
+    format!(
+        r#"
+[agent]
+hostname = "{hostname}"
+interval = 1
+splay = 0
+self_metrics = false
+
+[collector.sequence]
+key = "{key}"
+
+{outputs}"#
+    )
+}
+
 /// Polls `check` every 50 ms until it returns true or `limit` passes.
 pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
@@ -74,5 +104,3 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-pub mod haproxy;
-pub mod rabbitmq;

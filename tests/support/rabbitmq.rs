@@ -32,16 +32,16 @@
 //!   CI timeout), the pipe closes, the watchdog sends SIGTERM and, 15 s
 //!   later, SIGKILL to the whole group.
 
-use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use super::server::{self, tail, NotReady};
 
 /// The broker's start script (the one under `/usr/sbin` switches to the
 /// `rabbitmq` user when run as root; this one runs as the caller).
@@ -81,9 +81,6 @@ kill -KILL "$watchdog" 2>/dev/null
 exit "$status"
 "#;
 
-/// Ports already handed out in this process (never reused, so fixtures of
-/// tests running in parallel cannot end up sharing one).
-static USED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 /// Numbers the node names of this process.
 static NODE_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -110,16 +107,7 @@ impl Supervised {
 
     /// Waits up to `limit` for the group leader to exit.
     fn wait_for_exit(&mut self, limit: Duration) -> Result<Option<ExitStatus>, String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited()? {
-                return Ok(Some(status));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            sleep(Duration::from_millis(25));
-        }
+        server::wait_for_exit(&mut self.child, limit)
     }
 
     /// SIGTERM to the group, up to `grace` for the leader to exit, then
@@ -159,16 +147,10 @@ impl Supervised {
     }
 }
 
+/// `kill -<signal> -- -<pgid>`: the whole group, so the broker's Erlang VM
+/// and helpers go too, not only the watchdog shell that leads it.
 fn signal_group(pgid: u32, signal: &str) -> bool {
-    Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg("--")
-        .arg(format!("-{pgid}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    server::send_signal(signal, -i64::from(pgid))
 }
 
 fn group_alive(pgid: u32) -> bool {
@@ -199,22 +181,18 @@ impl RabbitMq {
     /// rabbitmq-server is not installed.
     pub fn start() -> RabbitMq {
         require_installed();
-        const ATTEMPTS: usize = 3;
-        for attempt in 1..=ATTEMPTS {
-            let dir = tempfile::Builder::new()
-                .prefix("carat-rabbitmq-")
-                .tempdir()
-                .unwrap_or_else(|e| {
-                    panic!("cannot create a temporary directory for rabbitmq: {e}")
-                });
-            let [amqp_port, dist_port, epmd_port, ctl_port] = pick_ports();
+        server::start_with_retries("rabbitmq", || {
+            // AMQP, distribution, epmd, rabbitmqctl's distribution.
+            let [amqp_port, dist_port, epmd_port, ctl_port] = server::free_ports(4, 0)[..] else {
+                unreachable!("free_ports returns as many ports as asked for")
+            };
             let node = format!(
                 "carat-{}-{}@localhost",
                 std::process::id(),
                 NODE_COUNTER.fetch_add(1, Ordering::Relaxed)
             );
             let mut broker = RabbitMq {
-                dir,
+                dir: server::temp_dir("rabbitmq"),
                 node,
                 amqp_port,
                 dist_port,
@@ -227,20 +205,13 @@ impl RabbitMq {
             };
             broker.write_config();
             match broker.start_epmd().and_then(|()| broker.spawn_and_wait()) {
-                Ok(()) => return broker,
-                // Another process took a port between our probe and the
-                // broker's bind: try again with new ports.
-                Err(StartError::AddrInUse(log)) if attempt < ATTEMPTS => {
-                    eprintln!(
-                        "rabbitmq fixture: a port was taken before the broker could bind it, \
-                         retrying with new ports; its log:\n{}",
-                        tail(&log, 40)
-                    );
-                }
-                Err(e) => panic!("{e}"),
+                Ok(()) => Ok(broker),
+                Err(e) => Err(server::StartFailed {
+                    port_taken: matches!(e, StartError::AddrInUse(_)),
+                    message: e.to_string(),
+                }),
             }
-        }
-        unreachable!("the last start attempt either returns or panics")
+        })
     }
 
     /// The AMQP port (on 127.0.0.1).
@@ -289,10 +260,7 @@ impl RabbitMq {
 
     /// Everything the broker wrote to stdout and stderr (all starts so far).
     pub fn log(&self) -> String {
-        match fs::read(self.log_file()) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => format!("<cannot read {}: {e}>", self.log_file().display()),
-        }
+        server::read_log(&self.log_file())
     }
 
     /// Runs `rabbitmqctl <args>` against this broker; its output, or an error
@@ -432,10 +400,7 @@ log.file = false
     /// Starts the fixture's own epmd, so the broker does not start a daemon
     /// of its own that would outlive the test.
     fn start_epmd(&mut self) -> Result<(), StartError> {
-        let log = self.open_log();
-        let log_err = log
-            .try_clone()
-            .expect("a log file handle can be duplicated");
+        let (log, log_err, _) = server::open_log(&self.log_file());
         let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
@@ -446,51 +411,40 @@ log.file = false
             .arg(self.epmd_port.to_string())
             .arg("-address")
             .arg("127.0.0.1")
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
+            .stdout(log)
+            .stderr(log_err);
         self.env(&mut command);
         let mut epmd = Supervised::spawn(command, EPMD);
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.epmd_port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            let exited = epmd
-                .exited()
-                .unwrap_or_else(|e| panic!("cannot query epmd: {e}"));
-            if exited.is_some() || Instant::now() >= deadline {
-                let _ = epmd.terminate(Duration::from_secs(1));
-                let log = format!("epmd did not listen on {addr} ({exited:?})\n{}", self.log());
-                // epmd exits at once when its port is taken.
-                return Err(match exited {
-                    Some(_) => StartError::AddrInUse(log),
-                    None => StartError::Timeout("epmd did not start".into(), log),
-                });
-            }
-            sleep(Duration::from_millis(20));
+        let ready = server::wait_until_accepts(
+            &mut epmd.child,
+            "epmd",
+            &[self.epmd_port],
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(20),
+            || Ok(()),
+        );
+        if let Err(not_ready) = ready {
+            let _ = epmd.terminate(Duration::from_secs(1));
+            let log = format!(
+                "epmd did not listen on 127.0.0.1:{} ({not_ready:?})\n{}",
+                self.epmd_port,
+                self.log()
+            );
+            // epmd exits at once when its port is taken.
+            return Err(match not_ready {
+                NotReady::Exited(_) => StartError::AddrInUse(log),
+                NotReady::TimedOut { .. } => StartError::Timeout("epmd did not start".into(), log),
+            });
         }
         self.epmd = Some(epmd);
         Ok(())
-    }
-
-    fn open_log(&self) -> fs::File {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_file())
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_file().display()))
     }
 
     /// Spawns the broker in the foreground and waits until an AMQP client
     /// can open a channel.
     fn spawn_and_wait(&mut self) -> Result<(), StartError> {
         assert!(self.broker.is_none(), "rabbitmq-server is already running");
-        let log = self.open_log();
-        let log_offset = log
-            .metadata()
-            .unwrap_or_else(|e| panic!("cannot stat {}: {e}", self.log_file().display()))
-            .len();
-        let log_err = log
-            .try_clone()
-            .expect("a log file handle can be duplicated");
+        let (log, log_err, log_offset) = server::open_log(&self.log_file());
         let started = Instant::now();
         let mut command = Command::new("/bin/sh");
         command
@@ -498,59 +452,51 @@ log.file = false
             .arg(WATCHDOG)
             .arg("carat-rabbitmq-watchdog")
             .arg(RABBITMQ_SERVER)
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
+            .stdout(log)
+            .stderr(log_err);
         self.env(&mut command);
         let broker = Supervised::spawn(command, RABBITMQ_SERVER);
         self.broker_pid = broker.pgid;
         self.broker = Some(broker);
 
-        let deadline = started + START_TIMEOUT;
-        let mut last_error = String::from("the AMQP port does not accept connections yet");
-        loop {
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
-                match amqp_handshake(&self.url()) {
-                    Ok(()) => {
-                        self.last_start = started.elapsed();
-                        return Ok(());
-                    }
-                    Err(e) => last_error = e,
-                }
+        let url = self.url();
+        let broker = self.broker.as_mut().expect("the broker was just stored");
+        let ready = server::wait_until_accepts(
+            &mut broker.child,
+            "rabbitmq-server",
+            &[self.amqp_port],
+            started + START_TIMEOUT,
+            Duration::from_millis(100),
+            || amqp_handshake(&url),
+        );
+        match ready {
+            Ok(()) => {
+                self.last_start = started.elapsed();
+                Ok(())
             }
-            let broker = self.broker.as_mut().expect("the broker was just stored");
-            let exited = broker.exited().unwrap_or_else(|e| {
-                panic!(
-                    "cannot query rabbitmq-server (pid {}): {e}",
-                    self.broker_pid
-                )
-            });
-            if let Some(status) = exited {
+            Err(NotReady::Exited(status)) => {
                 let broker = self.broker.take().expect("the broker was just stored");
                 let _ = broker.kill_group();
                 let log = self.log_since(log_offset);
                 if log.contains("eaddrinuse") || log.contains("Address already in use") {
                     return Err(StartError::AddrInUse(log));
                 }
-                return Err(StartError::Exited(status, log));
+                Err(StartError::Exited(status, log))
             }
-            if Instant::now() >= deadline {
+            Err(NotReady::TimedOut { last_error, .. }) => {
                 // Still booting or hung: no rabbitmqctl, SIGTERM and SIGKILL.
                 if let Some(broker) = self.broker.take() {
                     let _ = broker.terminate(Duration::from_secs(5));
                 }
-                return Err(StartError::Timeout(last_error, self.log_since(log_offset)));
+                let last_error = last_error
+                    .unwrap_or_else(|| "the AMQP port does not accept connections yet".to_owned());
+                Err(StartError::Timeout(last_error, self.log_since(log_offset)))
             }
-            sleep(Duration::from_millis(100));
         }
     }
 
     fn log_since(&self, offset: u64) -> String {
-        let log = self.log();
-        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
-        match log.get(offset..) {
-            Some(rest) => rest.to_owned(),
-            None => log,
-        }
+        server::read_log_since(&self.log_file(), offset)
     }
 }
 
@@ -640,61 +586,7 @@ impl std::fmt::Display for StartError {
 }
 
 fn require_installed() {
-    for (path, what) in [
-        (RABBITMQ_SERVER, "rabbitmq-server"),
-        (RABBITMQCTL, "rabbitmqctl"),
-        (EPMD, "epmd"),
-    ] {
-        if !Path::new(path).exists() {
-            panic!("{what} not found: {INSTALL_HINT}");
-        }
+    for path in [RABBITMQ_SERVER, RABBITMQCTL, EPMD] {
+        server::require_binary(path, INSTALL_HINT);
     }
-}
-
-/// Four distinct free TCP ports on 127.0.0.1: AMQP, distribution, epmd,
-/// rabbitmqctl's distribution. All probes are held until every port is
-/// chosen, and no port is handed out twice in this process.
-fn pick_ports() -> [u16; 4] {
-    let mut used = USED_PORTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let used = used.get_or_insert_with(HashSet::new);
-    let mut probes = Vec::new();
-    let mut ports = Vec::new();
-    for attempt in 0.. {
-        assert!(
-            attempt < 1000,
-            "cannot find 4 free ports on 127.0.0.1 (tried {attempt} times)"
-        );
-        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap_or_else(|e| panic!("cannot bind a TCP port on 127.0.0.1: {e}"));
-        let port = probe
-            .local_addr()
-            .expect("a bound socket has an address")
-            .port();
-        probes.push(probe);
-        if !used.contains(&port) && !ports.contains(&port) {
-            ports.push(port);
-            if ports.len() == 4 {
-                break;
-            }
-        }
-    }
-    used.extend(ports.iter().copied());
-    [ports[0], ports[1], ports[2], ports[3]]
-}
-
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let skip = all.len().saturating_sub(lines);
-    let mut out = String::new();
-    if skip > 0 {
-        out.push_str(&format!("[... {skip} earlier line(s) ...]\n"));
-    }
-    for line in &all[skip..] {
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }

@@ -3,10 +3,11 @@
 //! free ports, flushing to a carbon the test also runs.
 
 use std::fs;
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::server;
 
 /// How often the daemon flushes to carbon. Two seconds, so that two flushes
 /// never share a whisper second.
@@ -28,26 +29,19 @@ impl Statsd {
     /// carbon's plaintext port `carbon_port`.
     pub fn start(carbon_port: u16) -> Statsd {
         let script = statsd_js();
-        assert!(
-            script.exists(),
-            "StatsD not found at {}: install it with `npm ci --prefix tests/node` (or run .ci/install-test-deps)",
-            script.display()
+        server::require_binary(
+            &script,
+            "install StatsD with `npm ci --prefix tests/node` (or run .ci/install-test-deps)",
         );
         let node = Command::new("node").arg("--version").output();
         assert!(
             node.is_ok_and(|o| o.status.success()),
             "node not found: install Node.js (apt-get install nodejs) to run StatsD"
         );
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mgmt = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // The management port over TCP, then the UDP port metrics go to.
+        let [mgmt, port] = server::free_ports(1, 1)[..] else {
+            unreachable!("free_ports returns as many ports as asked for")
+        };
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.js");
         fs::write(
@@ -65,13 +59,13 @@ impl Statsd {
             ),
         )
         .unwrap();
-        let log = fs::File::create(dir.path().join("statsd.log")).unwrap();
+        let (log, log_err, _) = server::open_log(&dir.path().join("statsd.log"));
         let child = Command::new("node")
             .arg(&script)
             .arg(&config)
             .current_dir(script.parent().unwrap())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+            .stdout(log)
+            .stderr(log_err)
             .stdin(Stdio::null())
             .spawn()
             .expect("start node");
@@ -98,7 +92,7 @@ impl Statsd {
 
     /// Everything the daemon printed (its console backend dumps each flush).
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("statsd.log")).unwrap_or_default()
+        server::read_log(&self.dir.path().join("statsd.log"))
     }
 }
 
