@@ -20,10 +20,13 @@ pub async fn run(name: String, mut queue: mpsc::Receiver<OutputBatch>, stats: Ar
     while let Some(batch) = queue.recv().await {
         buf.clear();
         encode_batch(&mut buf, &batch);
+        // One line per metric: count them as they are encoded rather than
+        // scanning the buffer again.
+        let mut lines = batch.len() as u64;
         while let Ok(more) = queue.try_recv() {
             encode_batch(&mut buf, &more);
+            lines += more.len() as u64;
         }
-        let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
         match stdout.write_all(&buf).await.and(stdout.flush().await) {
             Ok(()) => {
                 OutputStats::add(&stats.sent, lines);
