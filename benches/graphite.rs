@@ -230,7 +230,7 @@ fn bench_buffer(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     group.bench_function("10k_lines", |b| {
         b.iter(|| {
-            let dropped = buffer.push(std::hint::black_box(&batch));
+            let dropped = buffer.push(std::hint::black_box(&batch).iter());
             let mut bytes = 0;
             while let Some(seg) = buffer.front() {
                 bytes += std::hint::black_box(&seg.bytes).len();
@@ -352,12 +352,13 @@ fn bench_tcp_end_to_end(c: &mut Criterion) {
                 sink.expect(total);
                 let start = rt.block_on(async {
                     let (tx, rx) = tokio::sync::mpsc::channel(1024);
+                    let (closing, _signal) = Closing::new(Duration::from_secs(10));
                     let task = tokio::spawn(run_tcp(
                         "bench".into(),
                         config,
                         rx,
                         Arc::clone(&stats),
-                        Closing::new(Duration::from_secs(10)),
+                        closing,
                     ));
                     let start = Instant::now();
                     for batch in &batches {

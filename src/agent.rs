@@ -111,8 +111,8 @@ impl Agent {
             .iter()
             .map(|(_, s)| Arc::clone(s))
             .collect();
-        let closing = Closing::new(self.config.agent.shutdown_timeout);
-        let outputs = output::start(&self.config.outputs, &output_stats, closing);
+        let (closing, closing_signal) = Closing::new(self.config.agent.shutdown_timeout);
+        let outputs = output::start(&self.config.outputs, &output_stats, &closing);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut collectors = Vec::new();
 
@@ -181,29 +181,47 @@ impl Agent {
         drop(outputs.fanout);
 
         shutdown.await;
-        tracing::info!("stopping: no more collection; delivering what is buffered");
+        // The outputs' deadline runs from now: a write blocked on a receiver
+        // that stopped reading is given up on at the deadline, and what is
+        // left goes to the spool or is counted as dropped.
+        closing_signal.start();
+        let deadline = closing.deadline();
+        tracing::info!(
+            "stopping: no more collection; delivering what is buffered (for up to {:?})",
+            self.config.agent.shutdown_timeout
+        );
         let _ = stop_tx.send(true);
+        // A run in progress may finish (its samples are delivered); the
+        // stragglers are abandoned together after 2 s, not 2 s each.
+        let stragglers = tokio::time::Instant::now() + Duration::from_secs(2);
         for task in collectors {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(stragglers, task).await.is_err() {
                 abort.abort();
             }
         }
-        let grace = self.config.agent.shutdown_timeout + Duration::from_secs(1);
-        let deadline = tokio::time::Instant::now() + grace;
+        // Outputs stop at the deadline themselves; the margin covers writing
+        // what is left to the spool.
+        let grace = deadline + Duration::from_secs(2);
         for (name, task) in outputs.tasks {
             let abort = task.abort_handle();
-            match tokio::time::timeout_at(deadline, task).await {
+            match tokio::time::timeout_at(grace, task).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(output = %name, "output task ended abnormally: {e}"),
                 Err(_) => {
                     abort.abort();
-                    tracing::error!(output = %name, "output did not finish within {grace:?}; abandoned");
+                    tracing::error!(output = %name, "output did not finish by its deadline; abandoned");
                 }
             }
+        }
+        for (name, s) in &self.stats.outputs {
+            tracing::info!(
+                output = %name,
+                "output {name} totals: sent {}, dropped {}, left in the spool {}",
+                crate::stats::get(&s.sent),
+                crate::stats::get(&s.dropped),
+                crate::stats::get(&s.buffered)
+            );
         }
         tracing::info!("stopped");
     }

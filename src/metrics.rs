@@ -85,7 +85,13 @@ impl MetricBatch {
 
     /// The metrics in the order they were added.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Metric<'_>> + '_ {
-        self.entries.iter().map(move |e| Metric {
+        self.iter_from(0)
+    }
+
+    /// The metrics from the `start`th on (none if there are fewer).
+    pub fn iter_from(&self, start: usize) -> impl ExactSizeIterator<Item = Metric<'_>> + '_ {
+        let rest = self.entries.get(start..).unwrap_or_default();
+        rest.iter().map(move |e| Metric {
             path: self
                 .paths
                 .get(e.start as usize..e.end as usize)

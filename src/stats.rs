@@ -2,7 +2,8 @@
 //! self-metrics collector and read by tests.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// What happened to one collector instance's runs.
 #[derive(Debug, Default)]
@@ -24,20 +25,40 @@ pub struct CollectorStats {
 }
 
 /// What happened to one output's metrics.
+///
+/// Every metric handed to an output is, at any moment, in exactly one of
+/// `sent`, `dropped` and `buffered`.
 #[derive(Debug, Default)]
 pub struct OutputStats {
-    /// Metrics delivered (written to the socket, or to standard output).
+    /// Metrics delivered: acknowledged by the receiver where the protocol
+    /// can tell (TCP, AMQP), handed to the network or standard output where
+    /// it cannot (UDP, StatsD).
     pub sent: AtomicU64,
-    /// Metrics dropped: buffer full, queue full, or undeliverable at exit.
+    /// Metrics dropped: buffer full, queue full, spool damaged or deleted,
+    /// or undeliverable at exit. Add with [`OutputStats::record_drops`].
     pub dropped: AtomicU64,
-    /// Metrics waiting in the buffer now.
+    /// Metrics held now: waiting in memory or in the spool, or written and
+    /// not yet acknowledged.
     pub buffered: AtomicU64,
+    /// Of `buffered`, metrics not yet written: in memory or in the spool.
+    pub waiting: AtomicU64,
     /// Connections made after a failure.
     pub reconnects: AtomicU64,
     /// Failed connects and writes.
     pub errors: AtomicU64,
     /// True while connected (always true for connectionless outputs).
     pub connected: AtomicBool,
+    /// Metrics the output holds in memory at most (0: it does not buffer).
+    /// Set once when the output starts; read by the health report.
+    pub capacity: AtomicU64,
+    /// How long metrics may wait without any delivery before the output is
+    /// reported unhealthy, in milliseconds (its reconnect ceiling; 0: never).
+    pub stall_limit_ms: AtomicU64,
+    /// [`now_ms`] of the last drop (0: never).
+    pub last_drop_ms: AtomicU64,
+    /// [`now_ms`] since which metrics have been waiting without a delivery
+    /// (0: nothing waits).
+    pub waiting_since_ms: AtomicU64,
 }
 
 impl OutputStats {
@@ -45,6 +66,42 @@ impl OutputStats {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Counts `n` dropped metrics and notes when, for the health report.
+    pub fn record_drops(&self, n: u64) {
+        if n > 0 {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+            self.last_drop_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Records what an output holds after a step: `held` metrics, and
+    /// whether anything was delivered in that step. The stall clock starts
+    /// when metrics start waiting and restarts at every delivery.
+    pub fn record_held(&self, held: u64, delivered: bool) {
+        self.buffered.store(held, Ordering::Relaxed);
+        if held == 0 {
+            self.waiting_since_ms.store(0, Ordering::Relaxed);
+        } else if delivered || self.waiting_since_ms.load(Ordering::Relaxed) == 0 {
+            self.waiting_since_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Sets what the health report compares against: the output's memory
+    /// bound and its reconnect ceiling.
+    pub fn set_limits(&self, capacity: usize, stall_limit: Duration) {
+        self.capacity.store(capacity as u64, Ordering::Relaxed);
+        self.stall_limit_ms
+            .store(stall_limit.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds on the agent's monotonic clock, never 0 (0 means "never" in
+/// the statistics).
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    start.elapsed().as_millis() as u64 + 1
 }
 
 /// The statistics of every collector instance and output, fixed when the

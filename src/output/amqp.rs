@@ -36,7 +36,7 @@ use lapin::{
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use super::reliable::{self, Settings, Transport};
+use super::reliable::{self, LinkError, Settings, Transport};
 use super::{Closing, OutputBatch};
 use crate::config::AmqpConfig;
 use crate::stats::OutputStats;
@@ -232,16 +232,16 @@ pub struct AmqpTransport {
     declare_exchange: bool,
     encoding: Encoding,
     timeout: Duration,
-    stats: Arc<OutputStats>,
     unpublishable_logged: bool,
     link: Option<Link>,
     parked: Option<Link>,
+    /// Lines confirmed by the broker on this connection.
+    confirmed: u64,
 }
 
 impl AmqpTransport {
-    /// A transport for output `name` configured by `config`; its counters
-    /// in `stats` (lines that cannot be published count as dropped).
-    pub fn new(name: &str, config: &AmqpConfig, stats: Arc<OutputStats>) -> Result<Self, String> {
+    /// A transport for output `name` configured by `config`.
+    pub fn new(name: &str, config: &AmqpConfig) -> Result<Self, String> {
         let uri = parse_url(&config.url)?;
         let exchange = ShortString::try_new(config.exchange.clone()).map_err(|e| e.to_string())?;
         let target = format!(
@@ -260,10 +260,10 @@ impl AmqpTransport {
             declare_exchange: config.declare_exchange,
             encoding: Encoding::of(config),
             timeout: config.timeout,
-            stats,
             unpublishable_logged: false,
             link: None,
             parked: None,
+            confirmed: 0,
         })
     }
 
@@ -389,12 +389,16 @@ fn io_error(e: lapin::Error) -> io::Error {
 }
 
 impl Transport for AmqpTransport {
+    /// A publisher confirm is final: the broker has the message.
+    const SETTLE: Duration = Duration::ZERO;
+
     fn target(&self) -> String {
         self.target.clone()
     }
 
     async fn connect(&mut self) -> io::Result<()> {
         self.link = None;
+        self.confirmed = 0;
         if let Some(parked) = self.parked.take() {
             if parked.is_open() {
                 if parked.is_blocked() {
@@ -412,17 +416,15 @@ impl Transport for AmqpTransport {
         Ok(())
     }
 
-    async fn send(&mut self, lines: &[u8], _count: usize) -> io::Result<()> {
+    /// Publishes the segment and waits for the broker to confirm all of it.
+    /// A segment whose publish fails part way is sent again whole.
+    async fn send(&mut self, lines: &[u8], count: usize) -> Result<usize, LinkError> {
         let result = match self.publish(lines).await {
             Ok(unpublishable) => {
-                // Counted once the segment is delivered: a segment sent
-                // again after a failure does not count them twice.
-                if unpublishable > 0 {
-                    OutputStats::add(&self.stats.dropped, unpublishable as u64);
-                }
-                Ok(())
+                self.confirmed += (count - unpublishable.min(count)) as u64;
+                Ok(unpublishable)
             }
-            Err(e) => Err(e),
+            Err(e) => Err(LinkError::abrupt(e)),
         };
         if result.is_err() {
             if let Some(link) = self.link.take() {
@@ -434,6 +436,36 @@ impl Transport for AmqpTransport {
             }
         }
         result
+    }
+
+    fn position(&self) -> u64 {
+        self.confirmed
+    }
+
+    fn acknowledged(&mut self) -> Result<u64, LinkError> {
+        if self.is_connected() {
+            Ok(self.confirmed)
+        } else {
+            Err(LinkError::abrupt(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection to the broker was lost",
+            )))
+        }
+    }
+
+    fn last_acknowledged(&self) -> u64 {
+        self.confirmed
+    }
+
+    fn acked_prefix(&self, _lines: &[u8], _written: u64) -> (usize, usize) {
+        // Segments are confirmed whole or sent again whole.
+        (0, 0)
+    }
+
+    fn abort(&mut self) {
+        // Dropping the handles closes the connection in the background; a
+        // parked (blocked) connection is kept for when the alarm clears.
+        self.link = None;
     }
 
     async fn close(&mut self) {
@@ -467,7 +499,7 @@ pub async fn run(
     stats: Arc<OutputStats>,
     closing: Closing,
 ) {
-    match AmqpTransport::new(&name, &config, Arc::clone(&stats)) {
+    match AmqpTransport::new(&name, &config) {
         Ok(transport) => {
             reliable::run(name, transport, settings(&config), queue, stats, closing).await;
         }
@@ -478,7 +510,7 @@ pub async fn run(
             OutputStats::add(&stats.errors, 1);
             stats.connected.store(false, Ordering::Relaxed);
             while let Some(batch) = queue.recv().await {
-                OutputStats::add(&stats.dropped, batch.len() as u64);
+                stats.record_drops(batch.len() as u64);
             }
         }
     }
@@ -696,7 +728,7 @@ spool_dir = "/var/spool/carat-amqp"
             url: "amqp://carat:s3cret@mq.example:5672/%2f".into(),
             ..AmqpConfig::default()
         };
-        let t = AmqpTransport::new("amqp", &config, Arc::default()).unwrap();
+        let t = AmqpTransport::new("amqp", &config).unwrap();
         assert_eq!(
             t.target(),
             "amqp://carat@mq.example:5672/%2f exchange \"graphite\""

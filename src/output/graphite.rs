@@ -4,11 +4,15 @@
 //! memory buffer, an optional disk spool, reconnection with exponential
 //! backoff and jitter, at-least-once delivery.
 //!
-//! Before each write the socket is checked for end-of-file: carbon never
-//! sends anything, so a readable socket means it closed the connection, and
-//! the lines go to the next connection instead of into a dead socket's
-//! kernel buffer. What a crashed carbon had received but not yet written to
-//! whisper cannot be known without an acknowledging protocol.
+//! Carbon never answers on the connection, so what it received is read from
+//! TCP itself: the bytes the kernel still holds unacknowledged (`SIOCOUTQ`)
+//! tell how far carbon's host acknowledged what was written. Before each
+//! write the socket is checked for carbon having closed or reset it, so
+//! lines go to the next connection instead of into a dead one. What a
+//! carbon acknowledged and then lost (it crashed before reading it, or
+//! before writing it to whisper) cannot be known without an acknowledging
+//! protocol; a reset within [`reliable::Transport::SETTLE`] of the
+//! acknowledgement sends those lines again.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -23,7 +27,7 @@ use tokio::time::{timeout, Instant};
 use super::backoff::Backoff;
 use super::encode::encode_line;
 use super::pickle;
-use super::reliable::{self, Settings, Transport};
+use super::reliable::{self, LinkError, Settings, Transport};
 use super::{Closing, OutputBatch};
 use crate::config::{GraphiteConfig, GraphiteProtocol};
 use crate::stats::OutputStats;
@@ -34,7 +38,13 @@ pub struct CarbonTcp {
     timeout: Duration,
     pickle: bool,
     stream: Option<TcpStream>,
+    /// False once a write or a check found the connection failed.
+    healthy: bool,
     frames: Vec<u8>,
+    /// Bytes written on this connection.
+    written: u64,
+    /// Bytes the receiver acknowledged, as last read.
+    acked: u64,
 }
 
 impl CarbonTcp {
@@ -45,35 +55,65 @@ impl CarbonTcp {
             timeout: config.timeout,
             pickle: config.protocol == GraphiteProtocol::Pickle,
             stream: None,
+            healthy: false,
             frames: Vec::new(),
+            written: 0,
+            acked: 0,
         }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let Some(stream) = self.stream.as_mut() else {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected"));
-        };
-        check_open(stream)?;
-        match timeout(self.timeout, stream.write_all(bytes)).await {
-            Ok(result) => result,
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("write not accepted in {:?}", self.timeout),
-            )),
+    /// Writes `bytes`, counting progress in `written` as it goes, so a write
+    /// abandoned part way still tells how far it got. Fails when no byte is
+    /// accepted for `timeout` (the receiver stopped reading).
+    async fn write(
+        stream: &mut TcpStream,
+        written: &mut u64,
+        bytes: &[u8],
+        limit: Duration,
+    ) -> Result<(), LinkError> {
+        let mut at = 0;
+        while at < bytes.len() {
+            match timeout(limit, stream.write(&bytes[at..])).await {
+                Ok(Ok(0)) => {
+                    return Err(LinkError::abrupt(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the connection accepts no more data",
+                    )))
+                }
+                Ok(Ok(n)) => {
+                    at += n;
+                    *written += n as u64;
+                }
+                Ok(Err(e)) => return Err(LinkError::abrupt(e)),
+                // The receiver is alive but not reading: what it
+                // acknowledged stays in its socket buffer for it to read.
+                Err(_) => {
+                    return Err(LinkError::orderly(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the receiver accepted nothing for {limit:?}"),
+                    )))
+                }
+            }
         }
+        Ok(())
     }
 }
 
 impl Transport for CarbonTcp {
+    const SETTLE: Duration = Duration::from_secs(2);
+
     fn target(&self) -> String {
         self.target.clone()
     }
 
     async fn connect(&mut self) -> io::Result<()> {
-        self.stream = None;
+        self.abort();
         match timeout(self.timeout, TcpStream::connect(&self.target)).await {
             Ok(Ok(stream)) => {
                 self.stream = Some(stream);
+                self.healthy = true;
+                self.written = 0;
+                self.acked = 0;
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
@@ -84,47 +124,138 @@ impl Transport for CarbonTcp {
         }
     }
 
-    async fn send(&mut self, lines: &[u8], _count: usize) -> io::Result<()> {
-        let result = if self.pickle {
-            let mut frames = std::mem::take(&mut self.frames);
-            frames.clear();
-            pickle::frames_from_lines(lines, &mut frames);
-            let r = self.write(&frames).await;
-            self.frames = frames;
-            r
-        } else {
-            self.write(lines).await
+    async fn send(&mut self, lines: &[u8], _count: usize) -> Result<usize, LinkError> {
+        let CarbonTcp {
+            stream,
+            healthy,
+            frames,
+            written,
+            timeout,
+            pickle,
+            ..
+        } = self;
+        let Some(stream) = stream.as_mut().filter(|_| *healthy) else {
+            return Err(LinkError::abrupt(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "not connected",
+            )));
+        };
+        let result = match check_open(stream) {
+            Err(e) => Err(e),
+            Ok(()) if *pickle => {
+                frames.clear();
+                pickle::frames_from_lines(lines, frames);
+                Self::write(stream, written, frames, *timeout).await
+            }
+            Ok(()) => Self::write(stream, written, lines, *timeout).await,
         };
         if result.is_err() {
-            self.stream = None;
+            *healthy = false;
         }
-        result
+        result.map(|()| 0)
+    }
+
+    fn position(&self) -> u64 {
+        self.written
+    }
+
+    fn acknowledged(&mut self) -> Result<u64, LinkError> {
+        let Some(stream) = self.stream.as_ref().filter(|_| self.healthy) else {
+            return Err(LinkError::abrupt(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "not connected",
+            )));
+        };
+        if let Err(e) = check_open(stream) {
+            self.healthy = false;
+            return Err(e);
+        }
+        self.acked = self.last_acknowledged();
+        Ok(self.acked)
+    }
+
+    fn last_acknowledged(&self) -> u64 {
+        match self.stream.as_ref().map(unacknowledged_bytes) {
+            Some(Ok(pending)) => self.written.saturating_sub(pending).max(self.acked),
+            _ => self.acked,
+        }
+    }
+
+    fn acked_prefix(&self, lines: &[u8], written: u64) -> (usize, usize) {
+        if self.pickle {
+            return pickle::acked_prefix(lines, written);
+        }
+        // Plaintext: the lines whose newline was acknowledged.
+        let upto = usize::try_from(written).map_or(lines.len(), |w| w.min(lines.len()));
+        match lines[..upto].iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                let end = last + 1;
+                (lines[..end].iter().filter(|&&b| b == b'\n').count(), end)
+            }
+            None => (0, 0),
+        }
+    }
+
+    fn abort(&mut self) {
+        self.healthy = false;
+        if let Some(stream) = self.stream.take() {
+            // A reset, not a close: the kernel would otherwise keep sending
+            // what was written and not acknowledged, lines the output
+            // counts as not delivered and sends again (or drops) itself.
+            let _ = stream.set_zero_linger();
+        }
     }
 
     async fn close(&mut self) {
+        self.healthy = false;
         if let Some(mut stream) = self.stream.take() {
             let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
         }
     }
 
     fn is_connected(&self) -> bool {
-        self.stream.is_some()
+        self.stream.is_some() && self.healthy
     }
 }
 
-/// Fails if the peer closed the connection (carbon sends nothing, so any
-/// readability is end-of-file or an error).
-fn check_open(conn: &TcpStream) -> io::Result<()> {
+/// Fails if the peer closed or reset the connection (carbon sends nothing,
+/// so any readability is end-of-file or an error). A close in order means
+/// carbon read what it acknowledged; a reset means it may not have.
+fn check_open(conn: &TcpStream) -> Result<(), LinkError> {
     let mut probe = [0u8; 64];
     match conn.try_read(&mut probe) {
-        Ok(0) => Err(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "carbon closed the connection",
-        )),
+        Ok(0) => Err(LinkError::orderly(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the receiver closed the connection",
+        ))),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => Err(LinkError::abrupt(e)),
     }
+}
+
+/// Bytes written to `stream` that the peer has not acknowledged yet (sent
+/// or not): Linux's `SIOCOUTQ`.
+#[cfg(target_os = "linux")]
+fn unacknowledged_bytes(stream: &TcpStream) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut pending: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a TCP socket writes one int through
+    // the pointer, which points at a live c_int; the descriptor is owned by
+    // `stream`, borrowed for the call.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut pending) };
+    if rc == 0 {
+        Ok(u64::try_from(pending).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere the send queue cannot be read: a write accepted by the kernel
+/// counts as acknowledged (the behaviour before acknowledgements were read).
+#[cfg(not(target_os = "linux"))]
+fn unacknowledged_bytes(_stream: &TcpStream) -> io::Result<u64> {
+    Ok(0)
 }
 
 /// The buffering and reconnection settings of a TCP graphite output.
@@ -167,6 +298,7 @@ pub async fn run_udp(
     let mut packet = Vec::with_capacity(config.max_packet_size);
     let mut line = Vec::with_capacity(256);
     stats.connected.store(true, Ordering::Relaxed);
+    stats.set_limits(0, Duration::ZERO);
     while let Some(batch) = queue.recv().await {
         if socket.is_none() && Instant::now() >= retry_at {
             match super::udp_socket(&target).await {
@@ -184,7 +316,7 @@ pub async fn run_udp(
             }
         }
         let Some(sock) = socket.as_ref() else {
-            OutputStats::add(&stats.dropped, batch.len() as u64);
+            stats.record_drops(batch.len() as u64);
             continue;
         };
         let mut in_packet = 0usize;
@@ -219,7 +351,7 @@ async fn send_packet(
             if stats.errors.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!(output = %name, "UDP send failed: {e}; counting drops");
             }
-            OutputStats::add(&stats.dropped, lines as u64);
+            stats.record_drops(lines as u64);
         }
     }
 }

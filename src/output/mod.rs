@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regex::RegexSet;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{GraphiteProtocol, OutputInstance, OutputSettings};
@@ -37,21 +37,55 @@ pub type OutputBatch = Arc<MetricBatch>;
 /// collectors, several minutes of an output that stopped reading.
 pub const DEFAULT_QUEUE_SIZE: usize = 1024;
 
-/// How long an output may keep delivering after its queue closed.
-#[derive(Clone, Copy, Debug)]
+/// How long outputs may keep delivering once the agent starts to stop:
+/// `grace` (the agent's `shutdown_timeout`) from the moment it starts.
+/// What an output cannot deliver by then goes to its spool or is counted as
+/// dropped.
+#[derive(Clone, Debug)]
 pub struct Closing {
     grace: Duration,
+    started: watch::Receiver<Option<tokio::time::Instant>>,
 }
 
+/// The agent's side of [`Closing`]: starts the clock.
+#[derive(Debug)]
+pub struct ClosingSignal(watch::Sender<Option<tokio::time::Instant>>);
+
 impl Closing {
-    /// Outputs get `grace` after the last batch to deliver what they hold.
-    pub fn new(grace: Duration) -> Self {
-        Closing { grace }
+    /// Outputs get `grace` from the moment `signal` is started.
+    pub fn new(grace: Duration) -> (Closing, ClosingSignal) {
+        let (tx, rx) = watch::channel(None);
+        (Closing { grace, started: rx }, ClosingSignal(tx))
     }
 
-    /// The deadline counted from now.
+    /// The deadline: `grace` after the stop started, or after now if it
+    /// has not started (an output whose queue closed on its own).
     pub fn deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + self.grace
+        let from = (*self.started.borrow()).unwrap_or_else(tokio::time::Instant::now);
+        from + self.grace
+    }
+
+    /// Completes at the deadline once the stop has started; never before.
+    pub async fn expired(&self) {
+        let mut started = self.started.clone();
+        loop {
+            let at = *started.borrow_and_update();
+            if let Some(at) = at {
+                tokio::time::sleep_until(at + self.grace).await;
+                return;
+            }
+            if started.changed().await.is_err() {
+                // The agent is gone without stopping: nothing will expire.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl ClosingSignal {
+    /// The agent starts to stop: outputs have `grace` from now.
+    pub fn start(&self) {
+        self.0.send_replace(Some(tokio::time::Instant::now()));
     }
 }
 
@@ -133,7 +167,7 @@ impl Fanout {
             match q.sender.try_send(for_queue) {
                 Ok(()) => q.full_logged.store(false, Ordering::Relaxed),
                 Err(e) => {
-                    OutputStats::add(&q.stats.dropped, len as u64);
+                    q.stats.record_drops(len as u64);
                     if !q.full_logged.swap(true, Ordering::Relaxed) {
                         let why = match e {
                             mpsc::error::TrySendError::Full(_) => "its queue is full",
@@ -185,7 +219,7 @@ pub struct Outputs {
 
 /// Starts every configured output. `stats` gives each output's statistics,
 /// in the same order as `outputs`.
-pub fn start(outputs: &[OutputInstance], stats: &[Arc<OutputStats>], closing: Closing) -> Outputs {
+pub fn start(outputs: &[OutputInstance], stats: &[Arc<OutputStats>], closing: &Closing) -> Outputs {
     let mut queues = Vec::with_capacity(outputs.len());
     let mut tasks = Vec::with_capacity(outputs.len());
     for (output, stats) in outputs.iter().zip(stats) {
@@ -209,7 +243,7 @@ pub fn start(outputs: &[OutputInstance], stats: &[Arc<OutputStats>], closing: Cl
                 g.clone(),
                 receiver,
                 task_stats,
-                closing,
+                closing.clone(),
             )),
             OutputSettings::Statsd(c) => {
                 tokio::spawn(statsd::run(name.clone(), c.clone(), receiver, task_stats))
@@ -220,7 +254,7 @@ pub fn start(outputs: &[OutputInstance], stats: &[Arc<OutputStats>], closing: Cl
                 c.clone(),
                 receiver,
                 task_stats,
-                closing,
+                closing.clone(),
             )),
         };
         let (whitelist, blacklist) = output.settings.filters();

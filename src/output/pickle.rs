@@ -26,31 +26,90 @@ const TUPLE2: u8 = 0x86;
 /// against a damaged spool).
 pub fn frames_from_lines(lines: &[u8], out: &mut Vec<u8>) -> usize {
     let mut encoded = 0;
+    encode_frames(lines, out, |frame| encoded += frame.encoded);
+    encoded
+}
+
+/// One pickle frame as [`encode_frames`] closes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Where the frame ends in the output.
+    pub wire_end: usize,
+    /// Where the plaintext lines it holds end in the input.
+    pub text_end: usize,
+    /// Plaintext lines it covers (skipped damaged lines included).
+    pub lines: usize,
+    /// Lines it encodes.
+    pub encoded: usize,
+}
+
+/// Encodes `lines` as frames appended to `out`, telling `closed` about
+/// each frame as it is finished.
+fn encode_frames(lines: &[u8], out: &mut Vec<u8>, mut closed: impl FnMut(Frame)) {
     let mut frame_start = None;
-    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    let (mut covered, mut encoded) = (0, 0);
+    let mut at = 0;
+    while at < lines.len() {
+        let end = lines[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(lines.len(), |i| at + i + 1);
+        let line = lines[at..end]
+            .strip_suffix(b"\n")
+            .unwrap_or(&lines[at..end]);
+        at = end;
+        if line.is_empty() {
+            continue;
+        }
+        // A damaged line belongs to the frame around it, encoded or not.
+        covered += 1;
         let Some((path, value, ts)) = parse_line(line) else {
             continue;
         };
-        let start = match frame_start {
-            Some(s) => s,
-            None => {
-                let s = out.len();
-                out.extend_from_slice(&[0, 0, 0, 0, PROTO, 2, EMPTY_LIST, MARK]);
-                frame_start = Some(s);
-                s
-            }
-        };
+        let start = *frame_start.get_or_insert_with(|| {
+            let s = out.len();
+            out.extend_from_slice(&[0, 0, 0, 0, PROTO, 2, EMPTY_LIST, MARK]);
+            s
+        });
         push_metric(out, path, ts, value);
         encoded += 1;
-        if out.len() - start >= MAX_FRAME_PAYLOAD {
-            close_frame(out, start);
-            frame_start = None;
+        if out.len() - start < MAX_FRAME_PAYLOAD {
+            continue;
         }
+        close_frame(out, start);
+        frame_start = None;
+        closed(Frame {
+            wire_end: out.len(),
+            text_end: at,
+            lines: std::mem::take(&mut covered),
+            encoded: std::mem::take(&mut encoded),
+        });
     }
     if let Some(start) = frame_start {
         close_frame(out, start);
+        closed(Frame {
+            wire_end: out.len(),
+            text_end: lines.len(),
+            lines: covered,
+            encoded,
+        });
     }
-    encoded
+}
+
+/// How much of `lines` carbon has whole when the first `wire_bytes` bytes
+/// of their frames arrived: the lines of the complete frames, and the byte
+/// of `lines` where they end. Carbon unpickles whole frames only, so a
+/// frame cut short counts for nothing.
+pub fn acked_prefix(lines: &[u8], wire_bytes: u64) -> (usize, usize) {
+    let mut scratch = Vec::new();
+    let (mut whole_lines, mut text_end) = (0, 0);
+    encode_frames(lines, &mut scratch, |frame| {
+        if frame.wire_end as u64 <= wire_bytes {
+            whole_lines += frame.lines;
+            text_end = frame.text_end;
+        }
+    });
+    (whole_lines, text_end)
 }
 
 fn parse_line(line: &[u8]) -> Option<(&[u8], f64, i64)> {
@@ -129,6 +188,25 @@ mod tests {
         }
         assert_eq!(at, out.len());
         assert!(frames > 1);
+    }
+
+    #[test]
+    fn acked_prefix_counts_whole_frames_only() {
+        let lines: String = (0..40_000)
+            .map(|i| format!("servers.host.collector.metric_{i} {i}.25 1700000000\n"))
+            .collect();
+        let mut out = Vec::new();
+        frames_from_lines(lines.as_bytes(), &mut out);
+        let first_len = u32::from_be_bytes(out[0..4].try_into().unwrap()) as u64 + 4;
+        assert_eq!(acked_prefix(lines.as_bytes(), first_len - 1), (0, 0));
+        let (n, end) = acked_prefix(lines.as_bytes(), first_len);
+        assert!(n > 0 && n < 40_000);
+        assert_eq!(lines[..end].lines().count(), n);
+        assert!(lines[..end].ends_with('\n'));
+        assert_eq!(
+            acked_prefix(lines.as_bytes(), out.len() as u64),
+            (40_000, lines.len())
+        );
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct Spool {
     next_seq: u64,
     appender: Option<File>,
     lines: usize,
+    /// Records read but not confirmed: (bytes, lines), oldest first.
+    unconfirmed: VecDeque<(u64, usize)>,
+    /// Where the next unread record is: file index and offset.
+    cursor: (usize, u64),
 }
 
 /// One record read from the spool.
@@ -116,6 +120,8 @@ impl Spool {
             read_lines: 0,
             next_seq,
             appender: None,
+            unconfirmed: VecDeque::new(),
+            cursor: (0, 0),
         };
         Ok((spool, report))
     }
@@ -182,11 +188,100 @@ impl Spool {
         self.lines -= undelivered;
         self.read_offset = 0;
         self.read_lines = 0;
+        if self.cursor.0 == 0 {
+            self.cursor = (0, 0);
+            self.unconfirmed.clear();
+        } else {
+            self.cursor.0 -= 1;
+        }
         fs::remove_file(&oldest.path)?;
         if self.files.is_empty() {
             self.appender = None;
         }
         Ok(undelivered)
+    }
+
+    /// True when records exist after the read cursor.
+    pub fn has_unread(&self) -> bool {
+        let (file, offset) = self.cursor;
+        self.files
+            .iter()
+            .enumerate()
+            .any(|(i, f)| i > file || (i == file && offset < f.bytes))
+    }
+
+    /// The next unread record, advancing the read cursor.
+    pub fn read_next(&mut self) -> io::Result<Option<Record>> {
+        loop {
+            let (index, offset) = self.cursor;
+            let Some(file) = self.files.get(index) else {
+                return Ok(None);
+            };
+            if offset >= file.bytes {
+                if index + 1 >= self.files.len() {
+                    return Ok(None);
+                }
+                self.cursor = (index + 1, 0);
+                continue;
+            }
+            let mut f = File::open(&file.path)?;
+            f.seek(SeekFrom::Start(offset))?;
+            let mut header = [0u8; HEADER];
+            f.read_exact(&mut header)?;
+            let (len, lines, crc) = parse_header(&header);
+            let mut bytes = vec![0u8; len];
+            f.read_exact(&mut bytes)?;
+            if crc32fast::hash(&bytes) != crc {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "spool file {} damaged after it was checked",
+                        file.path.display()
+                    ),
+                ));
+            }
+            let size = (HEADER + len) as u64;
+            self.cursor.1 += size;
+            self.unconfirmed.push_back((size, lines));
+            return Ok(Some(Record { bytes, lines }));
+        }
+    }
+
+    /// The oldest read-but-unconfirmed record was delivered.
+    pub fn confirm_oldest(&mut self) -> io::Result<()> {
+        let Some((size, lines)) = self.unconfirmed.pop_front() else {
+            return Ok(());
+        };
+        if self
+            .files
+            .front()
+            .is_some_and(|f| self.read_offset >= f.bytes)
+        {
+            self.drop_oldest_file()?;
+        }
+        self.read_offset += size;
+        self.read_lines += lines;
+        self.lines -= lines;
+        let done = self.files.len() > 1
+            && self
+                .files
+                .front()
+                .is_some_and(|f| self.read_offset >= f.bytes);
+        if done {
+            self.drop_oldest_file()?;
+        }
+        Ok(())
+    }
+
+    /// Every read-but-unconfirmed record becomes unread again.
+    pub fn rewind(&mut self) {
+        self.unconfirmed.clear();
+        self.cursor = (0, self.read_offset);
+    }
+
+    /// Lines lost since the last call (none in this version).
+    pub fn take_lost(&mut self) -> usize {
+        0
     }
 
     /// Reads the oldest undelivered record, if any.

@@ -223,7 +223,7 @@ impl Sink {
 
     fn failed(&mut self, what: &str, metrics: usize) {
         OutputStats::add(&self.stats.errors, 1);
-        OutputStats::add(&self.stats.dropped, metrics as u64);
+        self.stats.record_drops(metrics as u64);
         let first = self.backoff().failures() == 0;
         let delay = self.backoff().next_delay();
         self.retry_at = Instant::now() + delay;
@@ -247,7 +247,7 @@ impl Sink {
     async fn send_udp(&mut self, packet: &[u8], metrics: usize) {
         if self.udp.is_none() {
             if Instant::now() < self.retry_at {
-                OutputStats::add(&self.stats.dropped, metrics as u64);
+                self.stats.record_drops(metrics as u64);
                 return;
             }
             match super::udp_socket(&self.target).await {
@@ -278,7 +278,7 @@ impl Sink {
     async fn send_tcp(&mut self, lines: &[u8], metrics: usize) {
         if self.tcp.is_none() {
             if Instant::now() < self.retry_at {
-                OutputStats::add(&self.stats.dropped, metrics as u64);
+                self.stats.record_drops(metrics as u64);
                 return;
             }
             match timeout(self.config.timeout, TcpStream::connect(&self.target)).await {

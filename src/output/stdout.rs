@@ -17,6 +17,7 @@ pub async fn run(name: String, mut queue: mpsc::Receiver<OutputBatch>, stats: Ar
     let mut buf = Vec::with_capacity(8192);
     let mut failed = false;
     stats.connected.store(true, Ordering::Relaxed);
+    stats.set_limits(0, std::time::Duration::ZERO);
     while let Some(batch) = queue.recv().await {
         buf.clear();
         encode_batch(&mut buf, &batch);
@@ -34,7 +35,7 @@ pub async fn run(name: String, mut queue: mpsc::Receiver<OutputBatch>, stats: Ar
             }
             Err(e) => {
                 OutputStats::add(&stats.errors, 1);
-                OutputStats::add(&stats.dropped, lines);
+                stats.record_drops(lines);
                 if !failed {
                     tracing::error!(output = %name, "cannot write to standard output: {e}; counting drops");
                     failed = true;

@@ -5,10 +5,12 @@
 //! not an error.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod carbon;
 pub mod collectors;
 pub mod haproxy;
 pub mod rabbitmq;
+pub mod receiver;
 pub mod server;
 pub mod sink;
 pub mod statsd;

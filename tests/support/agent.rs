@@ -1,0 +1,282 @@
+//! The real `carat` binary as an operator runs it, for end-to-end tests: a
+//! configuration file and a fake `/proc` in a temporary directory, standard
+//! output and error captured, the health endpoint on a free port, SIGTERM
+//! to stop it.
+//!
+//! Tests that count lines give the agent a `[output.stdout]` next to the
+//! output under test: with self-metrics off, what it prints is exactly what
+//! the collectors produced, the reference to compare deliveries with.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (free when asked; tests use it at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `/proc` with the files the `memory` and `network` collectors read,
+/// with fixed values: every run publishes the same metrics.
+pub struct FakeProc {
+    dir: tempfile::TempDir,
+}
+
+impl FakeProc {
+    /// A tree with a small `meminfo` and `interfaces` network interfaces
+    /// (`eth0`…): the network collector publishes 18 rates per interface
+    /// from its second run on.
+    pub fn new(interfaces: usize) -> FakeProc {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(
+            dir.path().join("meminfo"),
+            "MemTotal:       16303092 kB\nMemFree:         1021116 kB\nMemAvailable:    9143684 kB\n\
+             Buffers:          528360 kB\nCached:          7556428 kB\nSwapTotal:       2097148 kB\n\
+             SwapFree:        2097148 kB\n",
+        )
+        .expect("write meminfo");
+        std::fs::create_dir_all(dir.path().join("net")).expect("net directory");
+        let mut dev = String::from(
+            "Inter-|   Receive                                                |  Transmit\n \
+             face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n",
+        );
+        for i in 0..interfaces {
+            dev.push_str(&format!(
+                "eth{i}: {} 8197 0 0 0 0 0 0 515905 5042 0 0 0 0 0 0\n",
+                157_903_285 + i
+            ));
+        }
+        std::fs::write(dir.path().join("net/dev"), dev).expect("write net/dev");
+        FakeProc { dir }
+    }
+
+    /// Its root, for `proc_root`.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// What the agent logged about an output when it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Lines delivered.
+    pub sent: u64,
+    /// Lines dropped, all counted.
+    pub dropped: u64,
+    /// Lines left in the spool for the next start.
+    pub left: u64,
+}
+
+/// A running `carat run`.
+pub struct AgentProcess {
+    child: Child,
+    dir: tempfile::TempDir,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    /// The health endpoint's port, if the configuration set one with
+    /// [`AgentProcess::HEALTH`].
+    pub health_port: u16,
+}
+
+impl AgentProcess {
+    /// Written in a configuration, replaced by `127.0.0.1:<free port>`.
+    pub const HEALTH: &'static str = "@HEALTH@";
+
+    /// Writes `config` (with [`AgentProcess::HEALTH`] replaced) and starts
+    /// `carat run -c` on it.
+    pub fn start(config: &str) -> AgentProcess {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let health_port = free_port();
+        let config = config.replace(Self::HEALTH, &format!("127.0.0.1:{health_port}"));
+        let path = dir.path().join("carat.toml");
+        std::fs::write(&path, config).expect("write the configuration");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_carat"))
+            .args(["run", "-c"])
+            .arg(&path)
+            .env_remove("CARAT_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start carat");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let lines = Arc::clone(&stdout);
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            }));
+        }
+        if let Some(mut err) = child.stderr.take() {
+            let text = Arc::clone(&stderr);
+            readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    text.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }));
+        }
+        AgentProcess {
+            child,
+            dir,
+            stdout,
+            stderr,
+            readers,
+            health_port,
+        }
+    }
+
+    /// The temporary directory the configuration is in (for spools).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The lines printed by its stdout output so far.
+    pub fn produced(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Its standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until `check` holds, at most `limit`; false if it never did.
+    pub fn wait_for(&self, limit: Duration, mut check: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if check(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        check(self)
+    }
+
+    /// `GET /health`: status and body.
+    pub fn health(&self) -> (u16, String) {
+        http_get(self.health_port, "/health")
+    }
+
+    /// `GET /health`, or `None` while the endpoint is not listening yet.
+    pub fn try_health(&self) -> Option<(u16, String)> {
+        std::net::TcpStream::connect(("127.0.0.1", self.health_port))
+            .ok()
+            .map(|_| self.health())
+    }
+
+    /// Sends `signal` (a libc signal number).
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) with the pid of a child this fixture owns.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// Sends SIGTERM and waits for the exit, at most `limit`; returns the
+    /// status and how long it took. Standard output and error are read to
+    /// their end.
+    pub fn stop(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        self.signal(libc::SIGTERM);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for carat") {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!(
+                    "carat did not exit within {limit:?} of SIGTERM; its log:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The totals the agent logged for `output` when it stopped.
+    pub fn totals(&self, output: &str) -> Totals {
+        let log = self.stderr();
+        let marker = format!("output {output} totals: ");
+        let line = log
+            .lines()
+            .find_map(|l| l.split_once(&marker).map(|(_, rest)| rest.to_owned()))
+            .unwrap_or_else(|| panic!("no totals for output {output} in the log:\n{log}"));
+        let number = |key: &str| -> u64 {
+            line.split(key)
+                .nth(1)
+                .and_then(|rest| {
+                    rest.trim_start()
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()
+                })
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no `{key}` in {line:?}"))
+        };
+        Totals {
+            sent: number("sent"),
+            dropped: number("dropped"),
+            left: number("left in the spool"),
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A GET over a fresh connection: status and body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
