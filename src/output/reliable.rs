@@ -186,6 +186,10 @@ impl<T: Transport> Reliable<T> {
                 },
                 None => dropped += seg.lines,
             });
+        // Lines of a spool file deleted underneath, found on appending (the
+        // spool logs each such loss).
+        let lost = self.spool.as_mut().map_or(0, Spool::take_lost);
+        OutputStats::add(&self.stats.dropped, lost as u64);
         if let Some(e) = spool_error {
             OutputStats::add(&self.stats.errors, 1);
             if !self.spool_error_logged {
@@ -243,11 +247,10 @@ impl<T: Transport> Reliable<T> {
 
     async fn send_all(&mut self) -> io::Result<()> {
         if let Some(spool) = self.spool.as_mut() {
-            while let Some(record) = spool.front()? {
-                self.transport.send(&record.bytes, record.lines).await?;
-                spool.pop_front(&record)?;
-                OutputStats::add(&self.stats.sent, record.lines as u64);
-            }
+            let sent = send_spooled(spool, &mut self.transport, &self.stats).await;
+            // Damaged records and deleted files found while reading.
+            OutputStats::add(&self.stats.dropped, spool.take_lost() as u64);
+            sent?;
         }
         while let Some(segment) = self.buffer.front() {
             self.transport.send(&segment.bytes, segment.lines).await?;
@@ -337,6 +340,8 @@ impl<T: Transport> Reliable<T> {
                 Some(Err(_)) | None => left += seg.lines,
             }
         });
+        let lost = self.spool.as_mut().map_or(0, Spool::take_lost);
+        OutputStats::add(&self.stats.dropped, lost as u64);
         if spooled > 0 {
             tracing::info!(output = %self.name, "{spooled} metrics kept in the spool for the next start");
         }
@@ -350,4 +355,22 @@ impl<T: Transport> Reliable<T> {
         }
         self.update_gauges();
     }
+}
+
+/// Sends the spool's records, oldest first, confirming each once sent; on a
+/// send error the records in flight are rewound, to be sent again.
+async fn send_spooled<T: Transport>(
+    spool: &mut Spool,
+    transport: &mut T,
+    stats: &OutputStats,
+) -> io::Result<()> {
+    while let Some(record) = spool.read_next()? {
+        if let Err(e) = transport.send(&record.bytes, record.lines).await {
+            spool.rewind();
+            return Err(e);
+        }
+        spool.confirm_oldest()?;
+        OutputStats::add(&stats.sent, record.lines as u64);
+    }
+    Ok(())
 }
