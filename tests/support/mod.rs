@@ -8,6 +8,7 @@
 pub mod carbon;
 pub mod collectors;
 pub mod haproxy;
+pub mod process;
 pub mod rabbitmq;
 pub mod server;
 pub mod sink;
