@@ -9,6 +9,7 @@ pub mod agent;
 pub mod carbon;
 pub mod collectors;
 pub mod haproxy;
+pub mod process;
 pub mod rabbitmq;
 pub mod receiver;
 pub mod server;

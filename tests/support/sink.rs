@@ -35,7 +35,13 @@ pub struct LineSink {
 impl LineSink {
     /// Starts listening on 127.0.0.1 and a free port.
     pub fn start() -> LineSink {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        LineSink::start_on(0)
+    }
+
+    /// Starts listening on 127.0.0.1 and `port` (0: a free one), for a
+    /// receiver that comes back on the port an agent already sends to.
+    pub fn start_on(port: u16) -> LineSink {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the port");
         listener
             .set_nonblocking(true)
             .expect("nonblocking listener");
