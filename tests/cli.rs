@@ -280,3 +280,38 @@ fn sigterm_with_graphite_away_exits_within_the_shutdown_timeout() {
         "the loss is reported: {err}"
     );
 }
+
+#[test]
+fn once_reports_each_failing_collector_once() {
+    // An empty proc root: vmstat fails in both runs, memory too; loadavg
+    // is not configured. Each failing instance is one line on stderr.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carat.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[agent]\nproc_root = \"{}\"\nself_metrics = false\n[collector.vmstat]\n[collector.memory]\n[output.stdout]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = carat()
+        .args(["once", "--gap", "0.1", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for instance in ["vmstat", "memory"] {
+        let prefix = format!("carat: collector {instance}: ");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with(&prefix)).count(),
+            1,
+            "{instance} is reported once: {err}"
+        );
+    }
+    assert!(
+        err.contains(&format!("{}", dir.path().join("vmstat").display())),
+        "{err}"
+    );
+}
