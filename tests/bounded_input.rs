@@ -3,9 +3,13 @@
 //! run reporting more samples than `max_metrics`, and names longer than a
 //! file name may be.
 
+mod support;
+
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+use support::bin::carat;
 
 /// What one `carat once` printed, how it ended and its peak memory.
 struct Once {
@@ -22,9 +26,7 @@ struct Once {
     reason = "the child is reaped by wait4, which std's Child does not offer"
 )]
 fn once(config: &Path) -> Once {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_carat"))
-        .env_remove("CARAT_CONFIG")
-        .env_remove("RUST_LOG")
+    let mut child = carat()
         .args(["once", "--gap", "0.1", "-c"])
         .arg(config)
         .stdout(Stdio::piped())
@@ -113,6 +115,14 @@ fn a_proc_file_over_16_mib_is_refused_naming_it_without_taking_memory() {
     );
 }
 
+/// A proc root under `dir` whose `net/dev` lists the interfaces `names`.
+fn proc_with_interfaces(dir: &Path, names: &[String]) -> std::path::PathBuf {
+    let proc = dir.join("proc");
+    std::fs::create_dir_all(proc.join("net")).unwrap();
+    std::fs::write(proc.join("net/dev"), net_dev(names)).unwrap();
+    proc
+}
+
 /// `/proc/net/dev` with the given interfaces, each with small counters.
 fn net_dev(names: &[String]) -> String {
     let mut text = String::from(
@@ -130,10 +140,8 @@ fn net_dev(names: &[String]) -> String {
 #[test]
 fn a_run_over_max_metrics_fails_and_keeps_only_that_many() {
     let dir = tempfile::tempdir().unwrap();
-    let proc = dir.path().join("proc");
-    std::fs::create_dir_all(proc.join("net")).unwrap();
     let names: Vec<String> = (0..50).map(|i| format!("x{i}")).collect();
-    std::fs::write(proc.join("net/dev"), net_dev(&names)).unwrap();
+    let proc = proc_with_interfaces(dir.path(), &names);
 
     let limited = once(&config(
         dir.path(),
@@ -187,11 +195,9 @@ fn fnv1a_64(bytes: &[u8]) -> u64 {
 #[test]
 fn long_interface_names_are_cut_to_200_characters_and_stay_distinct() {
     let dir = tempfile::tempdir().unwrap();
-    let proc = dir.path().join("proc");
-    std::fs::create_dir_all(proc.join("net")).unwrap();
     let long = |last: char| format!("x{}{last}", "y".repeat(298));
     let names = [long('1'), long('2'), "x0".to_owned()];
-    std::fs::write(proc.join("net/dev"), net_dev(&names)).unwrap();
+    let proc = proc_with_interfaces(dir.path(), &names);
 
     let out = once(&config(
         dir.path(),

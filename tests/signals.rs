@@ -6,10 +6,11 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::bin::{carat, wait_exit};
 use support::sink::LineSink;
 
 const RELOAD_MESSAGE: &str =
@@ -28,9 +29,7 @@ fn start(sink: &LineSink, dir: &tempfile::TempDir) -> (Child, Arc<Mutex<Vec<Stri
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_carat"))
-        .env_remove("CARAT_CONFIG")
-        .env_remove("RUST_LOG")
+    let mut child = carat()
         .arg("run")
         .arg("-c")
         .arg(&path)
@@ -74,20 +73,6 @@ fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     check()
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("carat did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn count(log: &Mutex<Vec<String>>, text: &str) -> usize {

@@ -2,15 +2,13 @@
 //! exit code 2 and an error naming the file, line, column and key, at once
 //! (not a collector that `run` retries forever). Run with the real binary.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn carat() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_carat"));
-    c.env_remove("CARAT_CONFIG").env_remove("RUST_LOG");
-    c
-}
+use support::bin::{carat, check_config};
 
 /// A configuration that must be refused: where, and what the error says.
 struct Case {
@@ -98,13 +96,7 @@ fn assert_all_refused(cases: &[Case]) {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_cases(dir.path(), cases);
     for (c, path) in cases.iter().zip(&paths) {
-        let out = carat()
-            .arg("check-config")
-            .arg("-c")
-            .arg(path)
-            .output()
-            .unwrap();
-        assert_refused("check-config", c, path, &out);
+        assert_refused("check-config", c, path, &check_config(path));
     }
     // All `run`s at once: each must exit by itself, and quickly.
     let started = Instant::now();
@@ -383,12 +375,7 @@ fn the_smallest_intervals_in_range_are_accepted() {
          [output.graphite]\ntimeout = 0.01\nreconnect_min = 0.01\nreconnect_max = 0.01\n",
     )
     .unwrap();
-    let out = carat()
-        .arg("check-config")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -470,15 +457,7 @@ fn an_unreadable_entry_of_config_dir_is_an_error_naming_it() {
     std::fs::write(conf_d.join("10-memory.toml"), "[collector.memory]\n").unwrap();
     // An editor's lock file is a hidden dangling symlink: not read.
     std::os::unix::fs::symlink("root@host.1234:1700000000", conf_d.join(".#20-cpu.toml")).unwrap();
-    let check = || {
-        carat()
-            .arg("check-config")
-            .arg("-c")
-            .arg(&main)
-            .output()
-            .unwrap()
-    };
-    let ok = check();
+    let ok = check_config(&main);
     assert!(
         ok.status.success(),
         "{}",
@@ -509,7 +488,7 @@ fn an_unreadable_entry_of_config_dir_is_an_error_naming_it() {
     std::fs::remove_file(&dangling).unwrap();
 
     std::fs::create_dir(conf_d.join("40-dir.toml")).unwrap();
-    let out = check();
+    let out = check_config(&main);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("40-dir.toml: is not a regular file"), "{err}");

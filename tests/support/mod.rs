@@ -5,6 +5,7 @@
 //! not an error.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod carbon;
 pub mod collectors;
 pub mod haproxy;
