@@ -516,7 +516,8 @@ fn reconnect<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 
 /// The bounds of a collector's `max_metrics`: one sample, to 100 million
-/// (about 10 GB of batch; the default is [`carat_collector::Batch::DEFAULT_MAX_SAMPLES`]).
+/// (a batch takes about 75 bytes a sample, so some 7 GB; the default is
+/// [`carat_collector::Batch::DEFAULT_MAX_SAMPLES`]).
 pub const MAX_METRICS_RANGE: std::ops::RangeInclusive<usize> = 1..=100_000_000;
 
 fn max_metrics<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
