@@ -232,14 +232,15 @@ impl Agent {
 
     /// Runs every enabled collector twice, `gap` apart (so counters have a
     /// rate), and returns the second run's metrics as sorted Graphite lines.
-    /// Errors are returned next to the lines, one per failed collector.
+    /// Errors are returned next to the lines, one per failed collector: the
+    /// first error of an instance that fails in both runs is reported once.
     pub async fn collect_twice(&self, gap: Duration) -> (Vec<String>, Vec<String>) {
-        let mut errors = Vec::new();
+        let mut errors = InstanceErrors::default();
         let mut running = Vec::new();
         for instance in enabled(&self.config) {
             match (instance.build)(&self.environment(&instance.name)) {
                 Ok(c) => running.push((instance, Some(c), self.publisher(instance))),
-                Err(e) => errors.push(format!("{}: {e}", instance.name)),
+                Err(e) => errors.add(&instance.name, e.to_string()),
             }
         }
         let mut batches: Vec<MetricBatch> = Vec::new();
@@ -264,7 +265,7 @@ impl Agent {
                     }
                 }
                 if let Some(f) = failure {
-                    errors.push(format!("{}: {f}", instance.name));
+                    errors.add(&instance.name, f);
                 }
             }
         }
@@ -275,7 +276,23 @@ impl Agent {
             lines.extend(String::from_utf8_lossy(&buf).lines().map(str::to_owned));
         }
         lines.sort();
-        (lines, errors)
+        (lines, errors.lines)
+    }
+}
+
+/// The errors of [`Agent::collect_twice`]: the first of each instance.
+#[derive(Default)]
+struct InstanceErrors {
+    lines: Vec<String>,
+    failed: std::collections::HashSet<String>,
+}
+
+impl InstanceErrors {
+    /// Records `error` of `instance` unless one of it is recorded already.
+    fn add(&mut self, instance: &str, error: String) {
+        if self.failed.insert(instance.to_owned()) {
+            self.lines.push(format!("{instance}: {error}"));
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod scheduler;
 pub mod self_metrics;
+pub mod signals;
 pub mod stats;
 
 pub use agent::Agent;

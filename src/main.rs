@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent in the foreground until SIGTERM or SIGINT.
+    /// Run the agent in the foreground until SIGTERM, SIGINT or SIGQUIT.
     Run,
     /// Run every enabled collector twice, print the metrics, exit.
     Once {
@@ -121,13 +121,16 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             };
             runtime.block_on(async {
+                // First: until the handlers are in place, SIGHUP and most
+                // other signals end the process, losing what is buffered.
+                let signals = carat::signals::Signals::install();
                 let agent = Agent::new(config);
                 tracing::info!(
                     "carat {} running as host `{}`",
                     env!("CARGO_PKG_VERSION"),
                     agent.host()
                 );
-                agent.run_until(termination()).await;
+                agent.run_until(signals.until_stop()).await;
             });
             ExitCode::SUCCESS
         }
@@ -173,21 +176,4 @@ fn init_logging(default_level: &str) {
     std::panic::set_hook(Box::new(|info| {
         tracing::debug!("panic: {info}");
     }));
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn termination() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}; stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
 }

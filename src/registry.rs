@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use carat_collector::{Collector, CollectorError, DynCollector, Environment};
+use carat_collector::{Batch, CollectFuture, Collector, CollectorError, DynCollector, Environment};
 use serde::Deserialize;
 
 /// Builds a collector instance from its already-validated options. Kept so a
@@ -44,6 +44,30 @@ fn parse_options<C: Collector>(
         let collector = C::new(config.clone(), env)?;
         Ok(Box::new(collector) as Box<dyn DynCollector>)
     }))
+}
+
+/// Wraps `build` so that each collector it builds fills a batch of at most
+/// `max_samples` samples per run (the instance's `max_metrics`): beyond it
+/// the batch refuses samples, so the run's memory stops growing, and the
+/// scheduler fails the run ([`Batch::check_limit`]).
+pub fn limit_samples(build: BuildFn, max_samples: usize) -> BuildFn {
+    Arc::new(move |env: &Environment| {
+        let inner = build(env)?;
+        Ok(Box::new(SampleLimit { inner, max_samples }) as Box<dyn DynCollector>)
+    })
+}
+
+/// A collector whose runs are bounded to `max_samples` samples.
+struct SampleLimit {
+    inner: Box<dyn DynCollector>,
+    max_samples: usize,
+}
+
+impl DynCollector for SampleLimit {
+    fn collect_boxed<'a>(&'a mut self, batch: &'a mut Batch) -> CollectFuture<'a> {
+        batch.set_max_samples(self.max_samples);
+        self.inner.collect_boxed(batch)
+    }
 }
 
 /// The collector kinds available to configuration files.

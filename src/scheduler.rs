@@ -63,7 +63,13 @@ pub async fn run_once(
     });
     let abort = task.abort_handle();
     match tokio::time::timeout(limit, task).await {
-        Ok(Ok((c, b, Ok(())))) => RunOutcome::Done(c, b),
+        // A run that reported more samples than its batch holds (the
+        // instance's max_metrics) fails; the samples kept are published
+        // like those of any failed run.
+        Ok(Ok((c, b, Ok(())))) => match b.check_limit() {
+            Ok(()) => RunOutcome::Done(c, b),
+            Err(e) => RunOutcome::Failed(c, b, e),
+        },
         Ok(Ok((c, b, Err(e)))) => RunOutcome::Failed(c, b, e),
         Ok(Err(join)) if join.is_panic() => RunOutcome::Panicked(panic_message(join.into_panic())),
         Ok(Err(_)) => RunOutcome::Panicked("the run was cancelled".into()),

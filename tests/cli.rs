@@ -8,13 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::bin::{carat, wait_exit};
 use support::sink::LineSink;
-
-fn carat() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_carat"));
-    c.env_remove("CARAT_CONFIG").env_remove("RUST_LOG");
-    c
-}
 
 fn now() -> i64 {
     SystemTime::now()
@@ -168,20 +163,6 @@ fn sigterm(child: &std::process::Child) {
 }
 
 /// Waits for `child` to exit within `limit`, killing it otherwise.
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("carat did not exit within {limit:?} of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn stderr_of(child: &mut std::process::Child) -> String {
     let mut err = String::new();
     if let Some(mut e) = child.stderr.take() {
@@ -278,5 +259,40 @@ fn sigterm_with_graphite_away_exits_within_the_shutdown_timeout() {
     assert!(
         err.contains("could not be delivered"),
         "the loss is reported: {err}"
+    );
+}
+
+#[test]
+fn once_reports_each_failing_collector_once() {
+    // An empty proc root: vmstat fails in both runs, memory too; loadavg
+    // is not configured. Each failing instance is one line on stderr.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carat.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[agent]\nproc_root = \"{}\"\nself_metrics = false\n[collector.vmstat]\n[collector.memory]\n[output.stdout]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = carat()
+        .args(["once", "--gap", "0.1", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for instance in ["vmstat", "memory"] {
+        let prefix = format!("carat: collector {instance}: ");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with(&prefix)).count(),
+            1,
+            "{instance} is reported once: {err}"
+        );
+    }
+    assert!(
+        err.contains(&format!("{}", dir.path().join("vmstat").display())),
+        "{err}"
     );
 }

@@ -337,3 +337,66 @@ fn the_shipped_sample_configuration_is_valid() {
         OutputSettings::Stdout(_)
     ));
 }
+
+#[test]
+fn options_a_collector_cannot_work_with_are_refused_at_their_line() {
+    let f = Files::new();
+    // A shared key of the kind table: reported at its line, for the instance.
+    let p = f.write(
+        "shared.toml",
+        &format!(
+            "[collector.haproxy]\nrequest_timeout = 0\n[collector.haproxy.edge]\nurl = \"http://lb/stats\"\n{OUTPUT}"
+        ),
+    );
+    assert_error(
+        &error_of(&p),
+        &p,
+        2,
+        "collector.haproxy.edge.request_timeout",
+        "more than 0",
+    );
+    // A disabled instance is checked too: it is one edit away from running.
+    let p = f.write(
+        "disabled.toml",
+        &format!("[collector.memory]\nenabled = false\nbyte_unit = \"parsec\"\n{OUTPUT}"),
+    );
+    assert_error(
+        &error_of(&p),
+        &p,
+        3,
+        "collector.memory.byte_unit",
+        "\"parsec\"",
+    );
+    // In a config_dir file, the error names that file.
+    let main = f.write(
+        "carat.toml",
+        &format!("[agent]\nconfig_dir = \"conf.d\"\n{OUTPUT}"),
+    );
+    let extra = f.write(
+        "conf.d/10-net.toml",
+        "\n\n[collector.network]\ninterfaces = \"eth(\"\n",
+    );
+    assert_error(
+        &error_of(&main),
+        &extra,
+        4,
+        "collector.network.interfaces",
+        "regular expressions",
+    );
+}
+
+#[test]
+fn max_metrics_is_a_common_option() {
+    let f = Files::new();
+    let p = f.write(
+        "m.toml",
+        &format!("[collector.memory]\nmax_metrics = 50\n[collector.cpu]\n{OUTPUT}"),
+    );
+    let c = load_file(&p, &support::collectors::registry()).unwrap();
+    let by = |n: &str| c.collectors.iter().find(|c| c.name == n).unwrap();
+    assert_eq!(by("memory").common.max_metrics, 50);
+    assert_eq!(
+        by("cpu").common.max_metrics,
+        carat_collector::Batch::DEFAULT_MAX_SAMPLES
+    );
+}

@@ -115,13 +115,24 @@ fn a_receiver_that_accepts_and_closes_loses_no_line() {
         "an output delivering nothing is unhealthy:\n{body}"
     );
     assert!(rx.lines().is_empty());
+    assert!(agent.produced().len() >= 8 * 10);
+    recover_and_stop(&mut agent, &rx, "written into closed connections");
+}
 
+/// Lets the receiver read normally again, waits until every line produced
+/// so far has arrived, stops the agent, and checks that nothing was lost or
+/// dropped and that every line counted as sent exactly once. Returns what
+/// was produced and what was received.
+fn recover_and_stop(
+    agent: &mut AgentProcess,
+    rx: &Receiver,
+    fault: &str,
+) -> (Vec<String>, Vec<String>) {
     rx.set_mode(Mode::Normal);
     let so_far = agent.produced();
-    assert!(so_far.len() >= 8 * 10, "{} lines produced", so_far.len());
     assert!(
         agent.wait_for(Duration::from_secs(15), |_| covers(&rx.lines(), &so_far)),
-        "lines written into closed connections were not sent again: {} of {} missing",
+        "lines {fault} were not sent again: {} of {} missing",
         missing(&so_far, &rx.lines()).len(),
         so_far.len()
     );
@@ -137,6 +148,7 @@ fn a_receiver_that_accepts_and_closes_loses_no_line() {
         produced.len() as u64,
         "each line counts as sent once, when it was delivered: {totals:?}"
     );
+    (produced, received)
 }
 
 #[test]
@@ -161,22 +173,7 @@ fn a_receiver_that_resets_mid_stream_loses_no_line() {
         "the receiver reset {} connections",
         rx.resets().len()
     );
-    rx.set_mode(Mode::Normal);
-    let so_far = agent.produced();
-    assert!(
-        agent.wait_for(Duration::from_secs(15), |_| covers(&rx.lines(), &so_far)),
-        "lines lost in reset connections: {} of {} missing",
-        missing(&so_far, &rx.lines()).len(),
-        so_far.len()
-    );
-    let (status, _) = agent.stop(Duration::from_secs(10));
-    assert!(status.success(), "{status}");
-    let produced = agent.produced();
-    let received = rx.lines();
-    assert_eq!(missing(&produced, &received), Vec::<&str>::new());
-    let totals = agent.totals("graphite");
-    assert_eq!(totals.dropped, 0, "{totals:?}");
-    assert_eq!(totals.sent, produced.len() as u64, "{totals:?}");
+    let (produced, received) = recover_and_stop(&mut agent, &rx, "lost in reset connections");
 
     // Duplicates only within the documented window: lines sampled within
     // the settle window (plus a second of timestamp rounding) before a

@@ -64,8 +64,13 @@ splay = 0
 name = "self"
 selfmon = true
 
+# In flight (written, not yet settled) the output keeps up to a tenth of
+# max_buffered lines: a bounded window, not a leak, but at 20 ms runs the
+# default one (10,000 lines) takes a while to reach its steady size and
+# would blur the picture.
 [output.graphite]
 port = {}
+max_buffered = 1000
 "#,
             sink.port()
         ),

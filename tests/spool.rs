@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use carat::output::spool::Spool;
-use support::process::{collector_runs, free_port, output_health, Agent, OutputHealth};
+use support::agent::{collector_runs, free_port, output_health, AgentProcess, OutputHealth};
 use support::sink::LineSink;
 
 /// Lines of one run of the loadavg collector.
@@ -73,14 +73,14 @@ fn a_spool_file_deleted_while_the_agent_runs_is_replaced_and_counted() {
             spool.display()
         ),
     );
-    let agent = Agent::start(&config, health_port);
+    let mut agent = AgentProcess::start_file(&config, health_port);
     // Nothing listens on `port`: lines wait in memory, then in the spool.
     let spooled = wait_until(Duration::from_secs(20), || {
         spool_files(&spool)
             .iter()
             .any(|p| fs::metadata(p).is_ok_and(|m| m.len() > 1000))
     });
-    assert!(spooled, "nothing reached the spool:\n{}", agent.log());
+    assert!(spooled, "nothing reached the spool:\n{}", agent.stderr());
     let deleted = spool_files(&spool);
     for file in &deleted {
         fs::remove_file(file).unwrap();
@@ -92,7 +92,7 @@ fn a_spool_file_deleted_while_the_agent_runs_is_replaced_and_counted() {
     let prefix = "servers.spool.loadavg.";
     let mut seen = (OutputHealth::default(), 0, 0);
     let balanced = wait_until(Duration::from_secs(30), || {
-        let Some(body) = agent.health() else {
+        let Some((_, body)) = agent.try_health() else {
             return false;
         };
         let (Some(out), Some(runs)) = (
@@ -116,10 +116,11 @@ fn a_spool_file_deleted_while_the_agent_runs_is_replaced_and_counted() {
     assert!(
         balanced,
         "after the receiver came back: {out:?}, produced {produced}, received {received}\n{}",
-        agent.log()
+        agent.stderr()
     );
     assert!(out.dropped > 0, "the deleted file's lines are counted");
-    let (status, log) = agent.stop(Duration::from_secs(15));
+    let (status, _) = agent.stop(Duration::from_secs(15));
+    let log = agent.stderr();
     assert!(status.success(), "exit status {status}");
     // One error line for the deleted file, naming it and its lines.
     let logged: Vec<u64> = deleted
@@ -189,11 +190,11 @@ fn replay(dir: &Path, spool: &Path) -> (OutputHealth, BTreeMap<String, usize>, S
             spool.display()
         ),
     );
-    let agent = Agent::start(&config, health_port);
+    let mut agent = AgentProcess::start_file(&config, health_port);
     let mut out = OutputHealth::default();
     let mut body = String::new();
     let settled = wait_until(Duration::from_secs(20), || {
-        body = agent.health().unwrap_or_default();
+        body = agent.try_health().map(|(_, b)| b).unwrap_or_default();
         let health = output_health(&body, "graphite");
         out = health.unwrap_or_default();
         let received = sink.lines().len() as u64;
@@ -202,9 +203,10 @@ fn replay(dir: &Path, spool: &Path) -> (OutputHealth, BTreeMap<String, usize>, S
     assert!(
         settled,
         "the spool was not replayed: {out:?}\n{body}\n{}",
-        agent.log()
+        agent.stderr()
     );
-    let (status, log) = agent.stop(Duration::from_secs(15));
+    let (status, _) = agent.stop(Duration::from_secs(15));
+    let log = agent.stderr();
     assert!(status.success(), "exit status {status}");
     let mut received = BTreeMap::new();
     for line in sink.lines() {

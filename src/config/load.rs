@@ -9,14 +9,16 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use carat_collector::{CollectorError, Environment};
+
 use super::env::expand;
-use super::error::{line_and_column, ConfigError};
+use super::error::{ConfigError, LineIndex};
 use super::types::{
     AgentConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, StatsdConfig, StdoutConfig,
     COMMON_COLLECTOR_KEYS,
 };
 use super::{CollectorInstance, Config, Origin, OutputInstance, OutputSettings};
-use crate::registry::Registry;
+use crate::registry::{self, BuildFn, Registry};
 
 /// The file name reported for the built-in default configuration.
 pub const BUILTIN_NAME: &str = "<built-in default>";
@@ -33,7 +35,7 @@ pub fn load_file(path: &Path, registry: &Registry) -> Result<Config, ConfigError
 /// files of its `config_dir`.
 pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, ConfigError> {
     let mut acc = Accumulator::default();
-    let agent = parse_document(text, file, registry, true, &mut acc)?.unwrap_or_default();
+    let agent = parse_document(text, file, registry, None, &mut acc)?.unwrap_or_default();
     acc.files.push(file.to_owned());
     if let Some(dir) = &agent.config_dir {
         // A relative directory is taken from the main file's directory, so
@@ -46,7 +48,7 @@ pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, 
             let extra_text = std::fs::read_to_string(&extra).map_err(|e| {
                 ConfigError::file(&extra, format!("cannot read the configuration: {e}"))
             })?;
-            parse_document(&extra_text, &extra, registry, false, &mut acc)?;
+            parse_document(&extra_text, &extra, registry, Some(&agent), &mut acc)?;
             acc.files.push(extra);
         }
     }
@@ -65,6 +67,13 @@ pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, 
 }
 
 /// The `*.toml` files of `dir`, sorted by name.
+///
+/// Every `*.toml` entry must be a readable file: one that is not (a
+/// dangling symlink, a directory, a file without read permission) is an
+/// error naming it, not skipped, or its collectors and outputs would be
+/// silently missing. Hidden entries (`.name.toml`) are not read: editors
+/// keep lock files (Emacs's `.#name.toml` is a dangling symlink) and
+/// backups there while a file is being edited.
 fn toml_files_in(dir: &Path, main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         ConfigError::file(
@@ -81,8 +90,31 @@ fn toml_files_in(dir: &Path, main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
             )
         })?;
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
-            files.push(path);
+        let hidden = entry.file_name().as_encoded_bytes().starts_with(b".");
+        let toml = path.extension().is_some_and(|e| e == "toml");
+        if hidden || !toml {
+            continue;
+        }
+        // Opening the file checks what reading it later needs: that it
+        // exists behind any symlink and may be read.
+        match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+            Ok(meta) if meta.is_file() => files.push(path),
+            Ok(_) => {
+                return Err(ConfigError::file(
+                    &path,
+                    "is not a regular file: every *.toml entry of config_dir is read; \
+                     rename or remove it",
+                ))
+            }
+            Err(e) => {
+                return Err(ConfigError::file(
+                    &path,
+                    format!(
+                        "cannot be read: {e} (a dangling symlink?): every *.toml entry of \
+                         config_dir is read; fix, rename or remove it"
+                    ),
+                ))
+            }
         }
     }
     files.sort();
@@ -100,22 +132,38 @@ struct Accumulator {
 struct Source<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Built once per file: positions are asked for every table, and a
+    /// scan from the start of the text each time made loading quadratic.
+    lines: LineIndex,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    fn new(file: &'a Path, text: &'a str) -> Self {
+        Source {
+            file,
+            text,
+            lines: LineIndex::new(text),
+        }
+    }
+
+    fn position(&self, span: &Range<usize>) -> (usize, usize) {
+        self.lines.position(self.text, span.start)
+    }
+
     fn error(
         &self,
         span: Option<Range<usize>>,
         key: Option<String>,
         msg: impl Into<String>,
     ) -> ConfigError {
-        ConfigError::at(self.file, self.text, span, key, msg)
+        let position = span.map(|s| self.position(&s));
+        ConfigError::at_position(self.file, position, key, msg)
     }
 
     fn origin(&self, span: Range<usize>) -> Origin {
         Origin {
             file: self.file.to_owned(),
-            line: line_and_column(self.text, span.start).0,
+            line: self.position(&span).0,
         }
     }
 
@@ -183,16 +231,17 @@ fn key_path_at(value: &DeValue<'_>, span: &Range<usize>, path: &mut Vec<String>)
     }
 }
 
-/// Parses one file, adding its collectors and outputs to `acc`. Returns the
-/// `[agent]` table of the main file.
+/// Parses one file, adding its collectors and outputs to `acc`. `main` is
+/// the main file's `[agent]` table when this is a file of `config_dir`, and
+/// `None` for the main file itself, whose `[agent]` table is returned.
 fn parse_document(
     text: &str,
     file: &Path,
     registry: &Registry,
-    is_main: bool,
+    main: Option<&AgentConfig>,
     acc: &mut Accumulator,
 ) -> Result<Option<AgentConfig>, ConfigError> {
-    let src = Source { file, text };
+    let src = Source::new(file, text);
     let root = DeTable::parse(text).map_err(|e| src.error(e.span(), None, e.message()))?;
     let root_span = root.span();
     let mut root_value = Spanned::new(root_span, DeValue::Table(root.into_inner()));
@@ -201,23 +250,30 @@ fn parse_document(
         return Ok(None);
     };
 
+    // [agent] first, wherever it is in the file: collectors are built with
+    // its proc_root and sys_root.
+    let (agent_table, rest): (Vec<_>, Vec<_>) = root
+        .into_iter()
+        .partition(|(key, _)| key.get_ref() == "agent");
     let mut agent = None;
-    for (key, value) in root {
+    for (key, value) in agent_table {
+        if main.is_some() {
+            return Err(src.error(
+                Some(key.span()),
+                Some("agent".into()),
+                "[agent] belongs in the main configuration file, not in config_dir",
+            ));
+        }
+        agent = Some(src.deserialize::<AgentConfig>("agent", value, None)?);
+    }
+    let default_agent = AgentConfig::default();
+    let settings = main.or(agent.as_ref()).unwrap_or(&default_agent);
+    for (key, value) in rest {
         let key_span = key.span();
         match key.get_ref().as_ref() {
-            "agent" if is_main => {
-                agent = Some(src.deserialize::<AgentConfig>("agent", value, None)?)
-            }
-            "agent" => {
-                return Err(src.error(
-                    Some(key_span),
-                    Some("agent".into()),
-                    "[agent] belongs in the main configuration file, not in config_dir",
-                ))
-            }
             "collector" => {
                 for (kind, instance, table) in instances("collector", value, &src)? {
-                    add_collector(&src, registry, acc, kind, instance, table)?;
+                    add_collector(&src, registry, settings, acc, kind, instance, table)?;
                 }
             }
             "output" => {
@@ -331,6 +387,7 @@ fn instances<'i>(
 fn add_collector(
     src: &Source<'_>,
     registry: &Registry,
+    agent: &AgentConfig,
     acc: &mut Accumulator,
     kind_name: String,
     name: String,
@@ -384,6 +441,14 @@ fn add_collector(
     let build = kind
         .parse(ValueDeserializer::from(own_value))
         .map_err(|e| src.deserialize_error(&key, &for_errors, &e, Some(&hint)))?;
+    let build = registry::limit_samples(build, common.max_metrics);
+    let instance = Built {
+        key: &key,
+        table: table_value.get_ref(),
+        span: span.clone(),
+        enabled: common.enabled,
+    };
+    check_build(src, &instance, &build, &agent.environment(&name))?;
     let origin = src.origin(span);
     if let Some(previous) = acc.collectors.get(&name) {
         return Err(src.error(
@@ -409,6 +474,55 @@ fn add_collector(
     Ok(())
 }
 
+/// A collector instance about to be checked by building it.
+struct Built<'t, 'i> {
+    /// `collector.<name>`.
+    key: &'t str,
+    /// Its table.
+    table: &'t DeValue<'i>,
+    /// Where the table is.
+    span: Range<usize>,
+    /// Its `enabled` option.
+    enabled: bool,
+}
+
+/// Builds the collector once, as `run` will, and turns a failure into a
+/// configuration error: at the option's value when the collector names the
+/// option at fault, else at the instance's table. So `check-config` and
+/// `run` refuse the same configurations, with the file and line, instead of
+/// `run` retrying a collector that can never be built.
+///
+/// Building only checks and stores options (no collector's `new` reads a
+/// file, connects or starts a thread), so this is cheap and has no effect.
+/// A disabled instance is checked too (it is one edit away from running),
+/// except for being unsupported on this system: a configuration shared by
+/// several systems may disable what one of them lacks.
+fn check_build(
+    src: &Source<'_>,
+    instance: &Built<'_, '_>,
+    build: &BuildFn,
+    env: &Environment,
+) -> Result<(), ConfigError> {
+    let Err(e) = build(env) else {
+        return Ok(());
+    };
+    let key = instance.key;
+    let table = Some(instance.span.clone());
+    Err(match e {
+        CollectorError::Unsupported(_) if !instance.enabled => return Ok(()),
+        CollectorError::InvalidOption { option, message } => {
+            let at = value_span(instance.table, &option).or(table);
+            src.error(at, Some(format!("{key}.{option}")), message)
+        }
+        CollectorError::Config(message) => src.error(table, Some(key.to_owned()), message),
+        other => src.error(
+            table,
+            Some(key.to_owned()),
+            format!("cannot be built: {other}"),
+        ),
+    })
+}
+
 /// The span of `key` in table `value`, if present.
 fn key_span(value: &DeValue<'_>, key: &str) -> Option<Range<usize>> {
     let DeValue::Table(t) = value else {
@@ -417,6 +531,23 @@ fn key_span(value: &DeValue<'_>, key: &str) -> Option<Range<usize>> {
     t.iter()
         .find(|(k, _)| k.get_ref() == key)
         .map(|(_, v)| v.span())
+}
+
+/// The span of the value at dotted `path` below `value`: keys of tables
+/// and indexes of arrays (`groups.1.exe`), if all are present.
+fn value_span(value: &DeValue<'_>, path: &str) -> Option<Range<usize>> {
+    let mut span = None;
+    let mut current = value;
+    for step in path.split('.') {
+        let next = match current {
+            DeValue::Table(t) => t.iter().find(|(k, _)| k.get_ref() == step).map(|(_, v)| v),
+            DeValue::Array(items) => step.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        }?;
+        span = Some(next.span());
+        current = next.get_ref();
+    }
+    span
 }
 
 fn add_output(
@@ -482,6 +613,20 @@ fn add_output(
                 Some(at),
                 Some(format!("{key}.spool_dir")),
                 "a spool needs a protocol that can tell delivery (tcp or pickle), not udp",
+            ));
+        }
+    }
+    if let Some((min, max)) = settings.reconnect() {
+        if max < min {
+            let at = key_span(table.get_ref(), "reconnect_max").unwrap_or(span.clone());
+            return Err(src.error(
+                Some(at),
+                Some(format!("{key}.reconnect_max")),
+                format!(
+                    "reconnect_max ({} s) must be at least reconnect_min ({} s)",
+                    max.as_secs_f64(),
+                    min.as_secs_f64()
+                ),
             ));
         }
     }

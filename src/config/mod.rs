@@ -12,11 +12,13 @@ mod error;
 mod load;
 mod types;
 
-pub use error::{line_and_column, ConfigError};
+pub use error::{line_and_column, ConfigError, LineIndex};
 pub use load::{load_file, load_str, BUILTIN_NAME};
 pub use types::{
     AgentConfig, AmqpConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, Patterns,
-    StatsdConfig, StatsdProtocol, StdoutConfig, COMMON_COLLECTOR_KEYS,
+    SecondsRange, StatsdConfig, StatsdProtocol, StdoutConfig, COMMON_COLLECTOR_KEYS,
+    INTERVAL_RANGE, MAX_METRICS_RANGE, OUTPUT_TIMEOUT_RANGE, RECONNECT_RANGE, RUN_TIMEOUT_RANGE,
+    SHUTDOWN_TIMEOUT_RANGE, SPLAY_RANGE,
 };
 
 use std::path::PathBuf;
@@ -120,6 +122,17 @@ impl OutputSettings {
         }
     }
 
+    /// The output's `reconnect_min` and `reconnect_max`, for the outputs that
+    /// reconnect with a backoff.
+    pub fn reconnect(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        match self {
+            OutputSettings::Graphite(c) => Some((c.reconnect_min, c.reconnect_max)),
+            #[cfg(feature = "amqp")]
+            OutputSettings::Amqp(c) => Some((c.reconnect_min, c.reconnect_max)),
+            OutputSettings::Stdout(_) | OutputSettings::Statsd(_) => None,
+        }
+    }
+
     /// The output's whitelist and blacklist.
     pub fn filters(&self) -> (&Patterns, &Patterns) {
         match self {
@@ -159,12 +172,33 @@ pub struct Config {
 impl Config {
     /// The proc root: `agent.proc_root`, else `$HOST_PROC`, else `/proc`.
     pub fn proc_root(&self) -> PathBuf {
-        root_from(&self.agent.proc_root, "HOST_PROC", "/proc")
+        self.agent.proc_root()
     }
 
     /// The sys root: `agent.sys_root`, else `$HOST_SYS`, else `/sys`.
     pub fn sys_root(&self) -> PathBuf {
-        root_from(&self.agent.sys_root, "HOST_SYS", "/sys")
+        self.agent.sys_root()
+    }
+}
+
+impl AgentConfig {
+    /// The proc root: `proc_root`, else `$HOST_PROC`, else `/proc`.
+    pub fn proc_root(&self) -> PathBuf {
+        root_from(&self.proc_root, "HOST_PROC", "/proc")
+    }
+
+    /// The sys root: `sys_root`, else `$HOST_SYS`, else `/sys`.
+    pub fn sys_root(&self) -> PathBuf {
+        root_from(&self.sys_root, "HOST_SYS", "/sys")
+    }
+
+    /// What collector instance `instance` is built with.
+    pub fn environment(&self, instance: &str) -> carat_collector::Environment {
+        carat_collector::Environment {
+            proc_root: self.proc_root(),
+            sys_root: self.sys_root(),
+            instance: instance.to_owned(),
+        }
     }
 }
 

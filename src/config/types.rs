@@ -20,12 +20,14 @@ pub struct AgentConfig {
     pub path_prefix: String,
     /// Inserted between the host name and the collector path, when not empty.
     pub path_suffix: String,
-    /// Default interval between collector runs, in seconds.
-    #[serde(deserialize_with = "seconds")]
+    /// Default interval between collector runs, in seconds
+    /// ([`INTERVAL_RANGE`]).
+    #[serde(deserialize_with = "interval")]
     pub interval: Duration,
     /// Default upper bound of the random delay before a collector's first
-    /// run, in seconds, so collectors on many hosts do not run in lockstep.
-    #[serde(deserialize_with = "seconds_or_zero")]
+    /// run, in seconds, so collectors on many hosts do not run in lockstep
+    /// ([`SPLAY_RANGE`]).
+    #[serde(deserialize_with = "splay")]
     pub splay: Duration,
     /// A directory of extra `*.toml` files with collector and output tables,
     /// read in name order after the main file.
@@ -35,8 +37,9 @@ pub struct AgentConfig {
     pub proc_root: Option<PathBuf>,
     /// Where the host's `/sys` is; `HOST_SYS` is used when this is not set.
     pub sys_root: Option<PathBuf>,
-    /// How long, at most, SIGTERM waits for outputs to deliver what they hold.
-    #[serde(deserialize_with = "seconds_or_zero")]
+    /// How long, at most, SIGTERM waits for outputs to deliver what they hold
+    /// ([`SHUTDOWN_TIMEOUT_RANGE`]).
+    #[serde(deserialize_with = "shutdown_timeout")]
     pub shutdown_timeout: Duration,
     /// Publish carat's own metrics under `<prefix>.<host>.carat`.
     pub self_metrics: bool,
@@ -44,7 +47,9 @@ pub struct AgentConfig {
     pub log_level: String,
     /// Address of the health endpoint (`127.0.0.1:2041`): `GET /health`
     /// answers 200 when every collector and output is healthy, 500 with the
-    /// reasons otherwise. Empty: no endpoint.
+    /// reasons otherwise. Empty: no endpoint. An `ip:port` socket address
+    /// (checked when the configuration is loaded), not a host name.
+    #[serde(deserialize_with = "listen_address")]
     pub health_listen: String,
 }
 
@@ -75,6 +80,7 @@ pub const COMMON_COLLECTOR_KEYS: &[&str] = &[
     "path",
     "splay",
     "timeout",
+    "max_metrics",
     "metrics_whitelist",
     "metrics_blacklist",
 ];
@@ -86,16 +92,21 @@ pub struct CommonOptions {
     /// Run this instance.
     pub enabled: bool,
     /// Seconds between runs; the agent's `interval` when not set.
-    #[serde(deserialize_with = "optional_seconds")]
+    #[serde(deserialize_with = "optional_interval")]
     pub interval: Option<Duration>,
     /// Path under the host name; the collector's Diamond path when not set.
     pub path: Option<String>,
     /// Upper bound of the random delay before the first run, in seconds.
-    #[serde(deserialize_with = "optional_seconds")]
+    #[serde(deserialize_with = "optional_splay")]
     pub splay: Option<Duration>,
     /// Seconds a run may take before it is abandoned; the interval when not set.
-    #[serde(deserialize_with = "optional_seconds")]
+    #[serde(deserialize_with = "optional_run_timeout")]
     pub timeout: Option<Duration>,
+    /// The most samples one run may add ([`MAX_METRICS_RANGE`]): beyond it
+    /// the run's batch stops growing and the run fails, so a source that
+    /// suddenly reports millions of names cannot take the host's memory.
+    #[serde(deserialize_with = "max_metrics")]
+    pub max_metrics: usize,
     /// Regexes on the metric name below the collector path: when any is
     /// given, only matching metrics are published.
     pub metrics_whitelist: Patterns,
@@ -112,6 +123,7 @@ impl Default for CommonOptions {
             path: None,
             splay: None,
             timeout: None,
+            max_metrics: carat_collector::Batch::DEFAULT_MAX_SAMPLES,
             metrics_whitelist: Patterns::default(),
             metrics_blacklist: Patterns::default(),
         }
@@ -175,7 +187,7 @@ pub struct GraphiteConfig {
     pub protocol: GraphiteProtocol,
     /// Seconds allowed for a connect or a write before the connection is
     /// dropped and retried.
-    #[serde(deserialize_with = "seconds")]
+    #[serde(deserialize_with = "output_timeout")]
     pub timeout: Duration,
     /// Lines sent in one write (TCP) at most.
     pub batch_size: usize,
@@ -183,10 +195,10 @@ pub struct GraphiteConfig {
     /// and every drop is counted.
     pub max_buffered: usize,
     /// First delay before reconnecting, in seconds; doubles on each failure.
-    #[serde(deserialize_with = "seconds")]
+    #[serde(deserialize_with = "reconnect")]
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts, in seconds.
-    #[serde(deserialize_with = "seconds")]
+    #[serde(deserialize_with = "reconnect")]
     pub reconnect_max: Duration,
     /// Largest UDP datagram, in bytes (lines are packed up to this size).
     pub max_packet_size: usize,
@@ -254,7 +266,7 @@ pub struct StatsdConfig {
     /// DogStatsD-style tags added to every metric (`["env:prod"]`).
     pub tags: Vec<String>,
     /// Seconds for a TCP connect or write.
-    #[serde(deserialize_with = "seconds")]
+    #[serde(deserialize_with = "output_timeout")]
     pub timeout: Duration,
     /// Queue of batches between the collectors and this output.
     pub queue_size: Option<usize>,
@@ -304,7 +316,7 @@ pub struct AmqpConfig {
     /// Seconds allowed for a connect, or without progress in a publish
     /// (publisher confirms included), before the connection is dropped and
     /// retried.
-    #[serde(deserialize_with = "seconds")]
+    #[serde(deserialize_with = "output_timeout")]
     pub timeout: Duration,
     /// Metrics published per round of publisher confirms at most (and lines
     /// per message with `metric_name_in_body`).
@@ -313,10 +325,10 @@ pub struct AmqpConfig {
     /// this, and every drop is counted.
     pub max_buffered: usize,
     /// First delay before reconnecting, in seconds; doubles on each failure.
-    #[serde(deserialize_with = "seconds")]
+    #[serde(deserialize_with = "reconnect")]
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts, in seconds.
-    #[serde(deserialize_with = "seconds")]
+    #[serde(deserialize_with = "reconnect")]
     pub reconnect_max: Duration,
     /// Queue of batches between the collectors and this output.
     pub queue_size: Option<usize>,
@@ -399,30 +411,177 @@ pub fn redact_url_password(url: &str) -> String {
     }
 }
 
-/// A duration in seconds, integer or fractional, greater than zero.
-pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let secs = f64::deserialize(d)?;
-    positive_duration(secs, false).map_err(serde::de::Error::custom)
+/// The allowed range of a duration option, in seconds (both ends included).
+///
+/// Every duration is bounded: a typo such as `interval = 1e-9` would
+/// otherwise spin the host's cores running collectors tens of thousands of
+/// times a second, and `interval = 36000000` would silently never run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SecondsRange {
+    /// The shortest duration accepted.
+    pub min: f64,
+    /// The longest duration accepted.
+    pub max: f64,
 }
 
-/// A duration in seconds that may be zero.
-pub fn seconds_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let secs = f64::deserialize(d)?;
-    positive_duration(secs, true).map_err(serde::de::Error::custom)
-}
+/// `interval` (agent and collectors): 10 ms, the shortest interval that
+/// still leaves a core mostly idle with every system collector enabled
+/// (tests run at 20 ms), to one day.
+pub const INTERVAL_RANGE: SecondsRange = SecondsRange {
+    min: 0.01,
+    max: 86_400.0,
+};
 
-fn optional_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    seconds(d).map(Some)
-}
+/// A collector's `timeout`: as `interval`.
+pub const RUN_TIMEOUT_RANGE: SecondsRange = INTERVAL_RANGE;
 
-fn positive_duration(secs: f64, zero_ok: bool) -> Result<Duration, String> {
-    // A week bounds typos like `interval = 36000000` without limiting real use.
-    const MAX: f64 = 7.0 * 24.0 * 3600.0;
-    if !secs.is_finite() || secs < 0.0 || (secs == 0.0 && !zero_ok) || secs > MAX {
-        let lower = if zero_ok { "0" } else { "more than 0" };
-        return Err(format!(
-            "{secs} is not a valid number of seconds (expected {lower} up to {MAX})"
-        ));
+/// `splay` (agent and collectors): none at all, to one day (it is also
+/// never more than the instance's interval).
+pub const SPLAY_RANGE: SecondsRange = SecondsRange {
+    min: 0.0,
+    max: 86_400.0,
+};
+
+/// `shutdown_timeout`: 0 (stop at once, counting what is left as dropped
+/// or spooling it) to 10 minutes; init systems kill a service long before
+/// that (systemd's default is 90 s).
+pub const SHUTDOWN_TIMEOUT_RANGE: SecondsRange = SecondsRange {
+    min: 0.0,
+    max: 600.0,
+};
+
+/// An output's `timeout` for a connect or a write: 10 ms to 10 minutes.
+pub const OUTPUT_TIMEOUT_RANGE: SecondsRange = SecondsRange {
+    min: 0.01,
+    max: 600.0,
+};
+
+/// An output's `reconnect_min` and `reconnect_max`: 10 ms to one hour
+/// (and `reconnect_max` at least `reconnect_min`).
+pub const RECONNECT_RANGE: SecondsRange = SecondsRange {
+    min: 0.01,
+    max: 3_600.0,
+};
+
+impl SecondsRange {
+    /// `secs` as a duration, or why it is not in this range.
+    pub fn check(&self, secs: f64) -> Result<Duration, String> {
+        if secs.is_finite() && (self.min..=self.max).contains(&secs) {
+            if let Ok(d) = Duration::try_from_secs_f64(secs) {
+                return Ok(d);
+            }
+        }
+        Err(format!(
+            "{secs} is not a valid number of seconds here: expected {} to {} seconds",
+            self.min, self.max
+        ))
     }
-    Ok(Duration::from_secs_f64(secs))
+
+    fn deserialize<'de, D: Deserializer<'de>>(&self, d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        self.check(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    INTERVAL_RANGE.deserialize(d)
+}
+
+fn optional_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    INTERVAL_RANGE.deserialize(d).map(Some)
+}
+
+fn optional_run_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    RUN_TIMEOUT_RANGE.deserialize(d).map(Some)
+}
+
+fn splay<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    SPLAY_RANGE.deserialize(d)
+}
+
+fn optional_splay<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    SPLAY_RANGE.deserialize(d).map(Some)
+}
+
+fn shutdown_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    SHUTDOWN_TIMEOUT_RANGE.deserialize(d)
+}
+
+fn output_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    OUTPUT_TIMEOUT_RANGE.deserialize(d)
+}
+
+fn reconnect<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    RECONNECT_RANGE.deserialize(d)
+}
+
+/// The bounds of a collector's `max_metrics`: one sample, to 100 million
+/// (a batch takes about 75 bytes a sample, so some 7 GB; the default is
+/// [`carat_collector::Batch::DEFAULT_MAX_SAMPLES`]).
+pub const MAX_METRICS_RANGE: std::ops::RangeInclusive<usize> = 1..=100_000_000;
+
+fn max_metrics<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = i64::deserialize(d)?;
+    usize::try_from(n)
+        .ok()
+        .filter(|n| MAX_METRICS_RANGE.contains(n))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{n} is not a valid number of samples: expected {} to {}",
+                MAX_METRICS_RANGE.start(),
+                MAX_METRICS_RANGE.end()
+            ))
+        })
+}
+
+/// An `ip:port` socket address, or the empty string for none.
+fn listen_address<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if !s.is_empty() && s.parse::<std::net::SocketAddr>().is_err() {
+        return Err(serde::de::Error::custom(format!(
+            "{s:?} is not an ip:port address (e.g. \"127.0.0.1:2041\" or \"[::1]:2041\"; \
+             host names are not accepted, so the endpoint cannot end up on an address a \
+             resolver chose)"
+        )));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_include_their_ends_and_nothing_outside() {
+        for range in [
+            INTERVAL_RANGE,
+            SPLAY_RANGE,
+            SHUTDOWN_TIMEOUT_RANGE,
+            OUTPUT_TIMEOUT_RANGE,
+            RECONNECT_RANGE,
+        ] {
+            assert!(range.check(range.min).is_ok(), "{range:?}");
+            assert!(range.check(range.max).is_ok(), "{range:?}");
+            for bad in [
+                range.min - 0.001,
+                range.max + 0.001,
+                f64::NAN,
+                f64::INFINITY,
+            ] {
+                let e = range.check(bad).unwrap_err();
+                assert!(
+                    e.contains(&format!("expected {} to {} seconds", range.min, range.max)),
+                    "{e}"
+                );
+            }
+        }
+        assert_eq!(
+            INTERVAL_RANGE.check(1e-9).unwrap_err(),
+            "0.000000001 is not a valid number of seconds here: expected 0.01 to 86400 seconds"
+        );
+        assert_eq!(
+            INTERVAL_RANGE.check(0.25).unwrap(),
+            Duration::from_millis(250)
+        );
+    }
 }

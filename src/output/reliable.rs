@@ -621,8 +621,9 @@ impl<T: Transport> Reliable<T> {
             let due = self.stopping
                 || now.duration_since(at) >= T::SETTLE
                 // Bounded memory under a fast stream: what is older than
-                // `max_buffered` acknowledged lines settles early.
-                || self.acked_lines > self.settings.max_buffered;
+                // a tenth of `max_buffered` acknowledged lines settles
+                // early.
+                || self.acked_lines > self.settle_cap();
             if !due {
                 break;
             }
@@ -633,6 +634,13 @@ impl<T: Transport> Reliable<T> {
             }
         }
         settled
+    }
+
+    /// Acknowledged lines kept to settle at most: a tenth of the memory
+    /// bound, so a fast stream (thousands of lines a second) costs at most
+    /// that much more memory, and a reset of carbon re-sends at most that.
+    fn settle_cap(&self) -> usize {
+        (self.settings.max_buffered / 10).max(1)
     }
 
     /// Counts an in-flight segment as sent and lets it go.

@@ -7,20 +7,14 @@
 //! output under test: with self-metrics off, what it prints is exactly what
 //! the collectors produced, the reference to compare deliveries with.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (free when asked; tests use it at once).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use super::bin::{free_port, http_get};
 
 /// A `/proc` with the files the `memory` and `network` collectors read,
 /// with fixed values: every run publishes the same metrics.
@@ -76,7 +70,8 @@ pub struct Totals {
 /// A running `carat run`.
 pub struct AgentProcess {
     child: Child,
-    dir: tempfile::TempDir,
+    /// The directory of a configuration written by [`AgentProcess::start`].
+    dir: Option<tempfile::TempDir>,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
@@ -97,10 +92,17 @@ impl AgentProcess {
         let config = config.replace(Self::HEALTH, &format!("127.0.0.1:{health_port}"));
         let path = dir.path().join("carat.toml");
         std::fs::write(&path, config).expect("write the configuration");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_carat"))
+        let mut agent = Self::start_file(&path, health_port);
+        agent.dir = Some(dir);
+        agent
+    }
+
+    /// Starts `carat run -c` on the configuration at `path`, whose health
+    /// endpoint (if any) is on `health_port`.
+    pub fn start_file(path: &Path, health_port: u16) -> AgentProcess {
+        let mut child = super::bin::carat()
             .args(["run", "-c"])
-            .arg(&path)
-            .env_remove("CARAT_CONFIG")
+            .arg(path)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -134,17 +136,12 @@ impl AgentProcess {
         }
         AgentProcess {
             child,
-            dir,
+            dir: None,
             stdout,
             stderr,
             readers,
             health_port,
         }
-    }
-
-    /// The temporary directory the configuration is in (for spools).
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
     }
 
     /// Its process id.
@@ -254,29 +251,53 @@ impl Drop for AgentProcess {
     }
 }
 
-/// A GET over a fresh connection: status and body.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
+/// What the health endpoint says of one output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputHealth {
+    /// Connected to its receiver.
+    pub connected: bool,
+    /// Lines sent.
+    pub sent: u64,
+    /// Lines dropped.
+    pub dropped: u64,
+    /// Lines held (memory, spool, in flight).
+    pub buffered: u64,
+}
+
+/// Reads output `name` from a health body:
+/// `output NAME: connected (sent N, dropped N, buffered N)`.
+pub fn output_health(body: &str, name: &str) -> Option<OutputHealth> {
+    let rest = body
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("output {name}: ")))?;
+    let (state, counts) = rest.split_once(" (")?;
+    let mut health = OutputHealth {
+        connected: state == "connected",
+        ..OutputHealth::default()
+    };
+    for field in counts.trim_end_matches(')').split(", ") {
+        let (key, value) = field.split_once(' ')?;
+        let value = value.parse().ok()?;
+        match key {
+            "sent" => health.sent = value,
+            "dropped" => health.dropped = value,
+            "buffered" => health.buffered = value,
+            _ => {}
+        }
+    }
+    Some(health)
+}
+
+/// Reads the run count of collector `name` from a health body
+/// (`collector NAME: ok (runs N, …)`).
+pub fn collector_runs(body: &str, name: &str) -> Option<u64> {
+    let rest = body
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("collector {name}: ")))?;
+    rest.split_once("(runs ")?
+        .1
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }

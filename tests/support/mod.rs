@@ -6,10 +6,10 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod bin;
 pub mod carbon;
 pub mod collectors;
 pub mod haproxy;
-pub mod process;
 pub mod rabbitmq;
 pub mod receiver;
 pub mod server;

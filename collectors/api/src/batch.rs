@@ -2,6 +2,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::error::CollectorError;
 use crate::name;
 use crate::rate::CounterWidth;
 
@@ -62,12 +63,30 @@ struct Entry {
 /// sanitised on the way in (see [`crate::name`]); use
 /// [`Batch::gauge_parts`] or [`crate::name::component`] for parts that come
 /// from outside and may contain dots.
+///
+/// A batch holds at most [`Batch::max_samples`] samples (by default
+/// [`Batch::DEFAULT_MAX_SAMPLES`]): once full, it refuses further samples
+/// and counts them, so the memory of one run stays bounded however much a
+/// source reports; [`Batch::check_limit`] then fails the run.
+///
+/// ```
+/// let mut batch = carat_collector::Batch::new();
+/// batch.set_max_samples(2);
+/// for name in ["a", "b", "c"] {
+///     batch.gauge(name, 1.0);
+/// }
+/// assert_eq!(batch.len(), 2);
+/// assert_eq!(batch.refused(), 1);
+/// assert!(batch.check_limit().is_err());
+/// ```
 #[derive(Debug)]
 pub struct Batch {
     names: String,
     entries: Vec<Entry>,
     taken_at: Instant,
     unix_seconds: i64,
+    max_samples: usize,
+    refused: usize,
 }
 
 impl Default for Batch {
@@ -77,24 +96,67 @@ impl Default for Batch {
 }
 
 impl Batch {
-    /// An empty batch stamped with the current time.
+    /// The samples a batch holds at most unless told otherwise: 2,000,000,
+    /// twice what an HAProxy with 10,000 servers reports in one run (about
+    /// 920,000 samples), and about 150 MB of batch.
+    pub const DEFAULT_MAX_SAMPLES: usize = 2_000_000;
+
+    /// An empty batch stamped with the current time, holding at most
+    /// [`Batch::DEFAULT_MAX_SAMPLES`].
     pub fn new() -> Self {
         let mut b = Batch {
             names: String::new(),
             entries: Vec::new(),
             taken_at: Instant::now(),
             unix_seconds: 0,
+            max_samples: Self::DEFAULT_MAX_SAMPLES,
+            refused: 0,
         };
         b.stamp_now();
         b
     }
 
-    /// Empties the batch, keeping its allocations, and stamps it with the
-    /// current time.
+    /// Empties the batch, keeping its allocations and its bound, and stamps
+    /// it with the current time.
     pub fn clear(&mut self) {
         self.names.clear();
         self.entries.clear();
+        self.refused = 0;
         self.stamp_now();
+    }
+
+    /// Sets the most samples the batch holds (the agent sets the instance's
+    /// `max_metrics` before each run). Samples already in it stay.
+    pub fn set_max_samples(&mut self, max: usize) {
+        self.max_samples = max;
+    }
+
+    /// The most samples the batch holds.
+    pub fn max_samples(&self) -> usize {
+        self.max_samples
+    }
+
+    /// How many samples were refused since the batch was last cleared
+    /// because it was full.
+    pub fn refused(&self) -> usize {
+        self.refused
+    }
+
+    /// Fails when samples were refused since the batch was last cleared:
+    /// the run reported more than the batch may hold, and what it holds is
+    /// only the first part. The agent and the test harness call this after
+    /// every run, so such a run counts as failed.
+    pub fn check_limit(&self) -> Result<(), CollectorError> {
+        if self.refused == 0 {
+            return Ok(());
+        }
+        Err(CollectorError::Limit(format!(
+            "the run reported more than {} samples, the most one run may add (the collector's \
+             max_metrics option); the first {} were kept, {} more were dropped",
+            self.max_samples,
+            self.entries.len(),
+            self.refused
+        )))
     }
 
     /// Sets the moment the samples were taken: the monotonic instant that
@@ -155,6 +217,9 @@ impl Batch {
     /// Adds a sample named by a dotted path. A name with no component at all
     /// is recorded as `_` so that the sample is visible rather than lost.
     pub fn push(&mut self, name: &str, value: SampleValue) {
+        if self.is_full() {
+            return;
+        }
         let start = self.names.len();
         // `push_path` writes a leading dot when the string is not empty;
         // names are stored back to back, so write into a fresh tail instead.
@@ -173,6 +238,9 @@ impl Batch {
     }
 
     fn push_parts(&mut self, parts: &[&str], value: SampleValue) {
+        if self.is_full() {
+            return;
+        }
         let start = self.names.len();
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
@@ -186,14 +254,28 @@ impl Batch {
         self.finish_entry(start, value);
     }
 
+    /// True, counting the sample refused, when the batch holds as many
+    /// samples as it may.
+    fn is_full(&mut self) -> bool {
+        if self.entries.len() < self.max_samples {
+            return false;
+        }
+        self.refused = self.refused.saturating_add(1);
+        true
+    }
+
     fn finish_entry(&mut self, start: usize, value: SampleValue) {
-        // Names are short and a batch holds at most a few hundred thousand;
-        // 4 GiB of names in one batch would be a bug, so saturate rather
-        // than panic.
-        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        // Entries address names with 32-bit offsets: a sample whose name
+        // would end beyond 4 GiB of names is refused like one beyond
+        // `max_samples` (only a batch far over any sane bound gets there).
+        let (Ok(start32), Ok(end)) = (u32::try_from(start), u32::try_from(self.names.len())) else {
+            self.names.truncate(start);
+            self.refused = self.refused.saturating_add(1);
+            return;
+        };
         self.entries.push(Entry {
-            start: to_u32(start),
-            end: to_u32(self.names.len()),
+            start: start32,
+            end,
             value,
         });
     }
@@ -236,6 +318,33 @@ mod tests {
             names,
             ["total.user", "a_b_.c", "web_example.srv_1__._", "_"]
         );
+    }
+
+    #[test]
+    fn a_full_batch_stops_growing_and_fails_the_run() {
+        let mut b = Batch::new();
+        assert_eq!(b.max_samples(), Batch::DEFAULT_MAX_SAMPLES);
+        b.set_max_samples(3);
+        for i in 0..1000 {
+            b.gauge(&format!("m{i}"), 1.0);
+            b.counter_parts(&["x", "y"], i, None);
+        }
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.refused(), 1997);
+        let names: Vec<_> = b.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["m0", "x.y", "m1"]);
+        // The names of refused samples take no memory either.
+        assert_eq!(b.names.len(), "m0x.ym1".len());
+        let e = b.check_limit().unwrap_err();
+        assert_eq!(e.label(), "limit");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("more than 3 samples") && msg.contains("max_metrics"),
+            "{msg}"
+        );
+        b.clear();
+        assert!(b.check_limit().is_ok(), "clear starts a new run");
+        assert_eq!(b.max_samples(), 3, "and keeps the bound");
     }
 
     #[test]

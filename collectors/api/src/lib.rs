@@ -8,12 +8,14 @@
 //! - [`name`], the sanitising of names that come from outside;
 //! - [`rate`], the counter-to-rate rules the agent applies;
 //! - [`CollectorError`], what a failed run returns;
+//! - [`input`], reading files with a bound on their size;
 //! - [`testing::Harness`], to run a collector in a test the way the agent does.
 #![warn(missing_docs)]
 
 pub mod batch;
 pub mod collector;
 pub mod error;
+pub mod input;
 pub mod name;
 pub mod rate;
 pub mod testing;

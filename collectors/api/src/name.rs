@@ -10,6 +10,32 @@
 //! separate path components: [`push_component`] turns a dot inside one
 //! component into `_`, while [`push_path`] keeps dots as separators and drops
 //! the empty components that leading, trailing or doubled dots would make.
+//!
+//! A component is at most [`MAX_COMPONENT_LEN`] (200) characters: carbon
+//! stores each metric in a file named after its last component (`.wsp`
+//! added) in directories named after the others, and file systems refuse
+//! names over 255 bytes. A longer component keeps its first 183 characters
+//! and ends with `_` and the 16 hex digits of the 64-bit FNV-1a hash of the
+//! whole sanitised component, so two long names that differ only after the
+//! cut stay two metrics. The hash is fixed (it ends up in dashboards): the
+//! same name gives the same component on every host and in every version.
+//!
+//! ```
+//! use carat_collector::name::{component, MAX_COMPONENT_LEN};
+//! let long = "x".repeat(300);
+//! let c = component(&long);
+//! assert_eq!(c.len(), MAX_COMPONENT_LEN);
+//! assert!(c.starts_with(&"x".repeat(183)));
+//! assert_eq!(&c[183..], "_e78ddf9f1ba85555");
+//! ```
+
+use std::fmt::Write as _;
+
+/// The longest path component, in characters (all ASCII, so also bytes).
+pub const MAX_COMPONENT_LEN: usize = 200;
+
+/// Length of the hash suffix of a cut component: `_` and 16 hex digits.
+const HASH_SUFFIX_LEN: usize = 17;
 
 /// True for the characters a path component may hold as they are.
 #[inline]
@@ -19,7 +45,8 @@ fn is_allowed(c: char) -> bool {
 
 /// Appends `part` to `out` as one path component: every character outside
 /// `[A-Za-z0-9_-]`, dots included, becomes `_`. An empty part becomes `_`, so
-/// a component is never empty.
+/// a component is never empty; a long one is cut to [`MAX_COMPONENT_LEN`]
+/// (see the [module documentation](self)).
 ///
 /// ```
 /// let mut s = String::new();
@@ -31,15 +58,44 @@ pub fn push_component(out: &mut String, part: &str) {
         out.push('_');
         return;
     }
-    // Most names are clean already: copy them in one go.
-    if part
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    // Most names are short and clean already: copy them in one go.
+    if part.len() <= MAX_COMPONENT_LEN
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         out.push_str(part);
         return;
     }
+    let start = out.len();
     out.extend(part.chars().map(|c| if is_allowed(c) { c } else { '_' }));
+    cap_component(out, start);
+}
+
+/// Cuts the component that starts at byte `start` of `out` (the end of
+/// `out`, already sanitised, so ASCII) to [`MAX_COMPONENT_LEN`], ending it
+/// with the hash of the whole of it.
+fn cap_component(out: &mut String, start: usize) {
+    let Some(component) = out.get(start..) else {
+        return;
+    };
+    if component.len() <= MAX_COMPONENT_LEN {
+        return;
+    }
+    let hash = fnv1a_64(component.as_bytes());
+    out.truncate(start + MAX_COMPONENT_LEN - HASH_SUFFIX_LEN);
+    // Writing to a String cannot fail.
+    let _ = write!(out, "_{hash:016x}");
+}
+
+/// The 64-bit FNV-1a hash: tiny, and fixed by its definition, so a cut
+/// name is the same on every host and in every version.
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(PRIME)
+    })
 }
 
 /// Returns `part` sanitised as one path component (see [`push_component`]).
@@ -106,6 +162,55 @@ mod tests {
         assert_eq!(component(""), "_");
         assert_eq!(component("eth0"), "eth0");
         assert_eq!(component("dm-0"), "dm-0");
+    }
+
+    #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        // From the reference implementation's test suite (isthe.com/chongo).
+        assert_eq!(fnv1a_64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn long_components_are_cut_and_stay_distinct() {
+        let exact = "e".repeat(MAX_COMPONENT_LEN);
+        assert_eq!(component(&exact), exact, "at the limit: unchanged");
+
+        let a = format!("{}a", "v".repeat(299));
+        let b = format!("{}b", "v".repeat(299));
+        let (ca, cb) = (component(&a), component(&b));
+        assert_ne!(ca, cb, "names differing after the cut stay distinct");
+        for c in [&ca, &cb] {
+            assert_eq!(c.len(), MAX_COMPONENT_LEN);
+            assert!(c.starts_with(&"v".repeat(183)), "{c}");
+            assert!(c.chars().all(is_allowed), "{c}");
+        }
+        // The hash is of the sanitised name, so what sanitises alike is cut
+        // alike, and cutting again changes nothing.
+        let spaced = format!("{} x", "v".repeat(298));
+        let underscored = format!("{}_x", "v".repeat(298));
+        assert_eq!(component(&spaced), component(&underscored));
+        assert_eq!(component(&ca), ca);
+        // Non-ASCII characters become one `_` each before the cut.
+        let wide = "é".repeat(250);
+        assert_eq!(component(&wide).len(), MAX_COMPONENT_LEN);
+        // Fixed forever: this value is in dashboards.
+        assert_eq!(
+            component(&"x".repeat(300)),
+            format!("{}_e78ddf9f1ba85555", "x".repeat(183))
+        );
+    }
+
+    #[test]
+    fn paths_cut_each_component() {
+        let long = "p".repeat(250);
+        let p = path(&format!("short.{long}.also_short"));
+        let parts: Vec<_> = p.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0], "short");
+        assert_eq!(parts[1].len(), MAX_COMPONENT_LEN);
+        assert_eq!(parts[2], "also_short");
     }
 
     #[test]

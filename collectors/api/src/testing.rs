@@ -77,6 +77,8 @@ impl<C: Collector> Harness<C> {
         self.batch.clear();
         self.batch.stamp(at, SystemTime::now());
         self.collector.collect(&mut self.batch).await?;
+        // As the agent: a run over the batch's bound fails.
+        self.batch.check_limit()?;
         let mut published = Published {
             samples: self.batch.len(),
             ..Published::default()
@@ -88,6 +90,12 @@ impl<C: Collector> Harness<C> {
         }
         self.rates.end_cycle(u64::MAX);
         Ok(published)
+    }
+
+    /// The batch the runs fill, to set its bound
+    /// ([`Batch::set_max_samples`]) as the agent does from `max_metrics`.
+    pub fn batch(&mut self) -> &mut Batch {
+        &mut self.batch
     }
 
     /// The collector itself, to inspect its state.

@@ -61,7 +61,7 @@ impl HttpSource {
         verify_tls: bool,
     ) -> Result<HttpSource, CollectorError> {
         let shown = redact(url);
-        let bad = |why: &str| CollectorError::config(format!("url {shown:?}: {why}"));
+        let bad = |why: &str| CollectorError::option("url", format!("{shown:?}: {why}"));
         if !url.contains("://") {
             return Err(bad("no scheme: write http://host:port/path"));
         }
@@ -103,20 +103,23 @@ impl HttpSource {
         let auth = match (username, password) {
             (None, None) => None,
             (None, Some(_)) => {
-                return Err(CollectorError::config(
+                return Err(CollectorError::option(
+                    "password",
                     "password is set but username is not",
                 ))
             }
             (Some(user), password) => {
                 if user.contains(':') {
-                    return Err(CollectorError::config(
+                    return Err(CollectorError::option(
+                        "username",
                         "username may not contain ':' (HTTP basic authentication)",
                     ));
                 }
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{user}:{}", password.unwrap_or_default()));
                 let mut value = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
-                    CollectorError::config(
+                    CollectorError::option(
+                        "username",
                         "username or password holds a character not allowed in an HTTP header",
                     )
                 })?;
@@ -453,7 +456,7 @@ impl SocketSource {
     /// A source reading `path`.
     pub fn new(path: &Path) -> Result<SocketSource, CollectorError> {
         if path.as_os_str().is_empty() {
-            return Err(CollectorError::config("socket is empty"));
+            return Err(CollectorError::option("socket", "socket is empty"));
         }
         Ok(SocketSource {
             path: path.to_owned(),

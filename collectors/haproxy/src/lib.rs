@@ -153,7 +153,13 @@ impl Collector for Haproxy {
             )?),
             (None, Some(path)) => {
                 if config.username.is_some() || config.password.is_some() {
-                    return Err(CollectorError::config(
+                    let option = if config.username.is_some() {
+                        "username"
+                    } else {
+                        "password"
+                    };
+                    return Err(CollectorError::option(
+                        option,
                         "username and password apply to url only: the stats socket has no authentication \
                          (protect it with its file mode)",
                     ));
@@ -161,7 +167,8 @@ impl Collector for Haproxy {
                 Source::Socket(SocketSource::new(path)?)
             }
             (Some(_), Some(_)) => {
-                return Err(CollectorError::config(
+                return Err(CollectorError::option(
+                    "socket",
                     "set either url or socket, not both (one instance per HAProxy: \
                      [collector.haproxy.<name>])",
                 ))
@@ -177,13 +184,19 @@ impl Collector for Haproxy {
             .ok()
             .filter(|t| !t.is_zero() && *t <= Duration::from_secs(3600))
             .ok_or_else(|| {
-                CollectorError::config(format!(
-                    "request_timeout must be more than 0 and at most 3600 seconds, not {}",
-                    config.request_timeout
-                ))
+                CollectorError::option(
+                    "request_timeout",
+                    format!(
+                        "must be more than 0 and at most 3600 seconds, not {}",
+                        config.request_timeout
+                    ),
+                )
             })?;
         if config.max_body_bytes == 0 {
-            return Err(CollectorError::config("max_body_bytes must be at least 1"));
+            return Err(CollectorError::option(
+                "max_body_bytes",
+                "must be at least 1",
+            ));
         }
         let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         let filters = Filters::new(

@@ -247,7 +247,7 @@ impl Filters {
             }
             RegexSet::new(patterns)
                 .map(Some)
-                .map_err(|e| CollectorError::config(format!("{option}: {e}")))
+                .map_err(|e| CollectorError::option(option, e.to_string()))
         }
         Ok(Filters {
             ignore_servers,

@@ -846,12 +846,14 @@ async fn connection_refused_is_an_io_error() {
 
 // ------------------------------------------------------------------ options
 
-fn config_error(config: HaproxyConfig) -> String {
+/// The option a refused configuration is refused for (if it names one) and
+/// the error's text.
+fn config_error(config: HaproxyConfig) -> (Option<String>, String) {
     match Haproxy::new(config, &Environment::default()) {
         Ok(_) => panic!("the configuration should be refused"),
         Err(e) => {
             assert_eq!(e.label(), "config", "{e}");
-            e.to_string()
+            (e.invalid_option().map(str::to_owned), e.to_string())
         }
     }
 }
@@ -860,14 +862,15 @@ fn config_error(config: HaproxyConfig) -> String {
 fn options_that_cannot_work() {
     let url = || Some("http://127.0.0.1:8404/stats".to_owned());
     let sock = || Some(PathBuf::from("/run/haproxy/admin.sock"));
-    for (config, expected) in [
-        (HaproxyConfig::default(), "set url"),
+    for (config, option, expected) in [
+        (HaproxyConfig::default(), None, "set url"),
         (
             HaproxyConfig {
                 url: url(),
                 socket: sock(),
                 ..HaproxyConfig::default()
             },
+            Some("socket"),
             "not both",
         ),
         (
@@ -876,6 +879,16 @@ fn options_that_cannot_work() {
                 username: Some("a".into()),
                 ..HaproxyConfig::default()
             },
+            Some("username"),
+            "apply to url only",
+        ),
+        (
+            HaproxyConfig {
+                socket: sock(),
+                password: Some("a".into()),
+                ..HaproxyConfig::default()
+            },
+            Some("password"),
             "apply to url only",
         ),
         (
@@ -884,7 +897,8 @@ fn options_that_cannot_work() {
                 request_timeout: 0.0,
                 ..HaproxyConfig::default()
             },
-            "request_timeout must be",
+            Some("request_timeout"),
+            "must be more than 0",
         ),
         (
             HaproxyConfig {
@@ -892,7 +906,8 @@ fn options_that_cannot_work() {
                 request_timeout: f64::NAN,
                 ..HaproxyConfig::default()
             },
-            "request_timeout must be",
+            Some("request_timeout"),
+            "must be more than 0",
         ),
         (
             HaproxyConfig {
@@ -900,7 +915,8 @@ fn options_that_cannot_work() {
                 max_body_bytes: 0,
                 ..HaproxyConfig::default()
             },
-            "max_body_bytes",
+            Some("max_body_bytes"),
+            "at least 1",
         ),
         (
             HaproxyConfig {
@@ -908,17 +924,28 @@ fn options_that_cannot_work() {
                 server_exclude: vec!["(".into()],
                 ..HaproxyConfig::default()
             },
-            "server_exclude",
+            Some("server_exclude"),
+            "regex parse error",
         ),
         (
             HaproxyConfig {
                 url: Some("https://user:pw@lb/stats".into()),
                 ..HaproxyConfig::default()
             },
+            Some("url"),
             "credentials in the URL",
         ),
+        (
+            HaproxyConfig {
+                url: Some("ftp://lb/stats".into()),
+                ..HaproxyConfig::default()
+            },
+            Some("url"),
+            "not http or https",
+        ),
     ] {
-        let msg = config_error(config);
+        let (named, msg) = config_error(config);
+        assert_eq!(named.as_deref(), option, "{msg}");
         assert!(msg.contains(expected), "{msg:?} lacks {expected:?}");
         assert!(!msg.contains("pw@"), "{msg}");
     }

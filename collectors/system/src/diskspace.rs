@@ -76,7 +76,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -282,10 +282,13 @@ struct Unit {
 impl Unit {
     fn new(unit: &str) -> Result<Unit, CollectorError> {
         let factor = unit_factor(unit).ok_or_else(|| {
-            CollectorError::config(format!(
-                "byte_unit {unit:?} is not a unit: use bit, kilobit, megabit, gigabit, terabit, \
-                 petabit, byte, kilobyte, megabyte, gigabyte, terabyte or petabyte"
-            ))
+            CollectorError::option(
+                "byte_unit",
+                format!(
+                    "{unit:?} is not a unit: use bit, kilobit, megabit, gigabit, terabit, \
+                     petabit, byte, kilobyte, megabyte, gigabyte, terabyte or petabyte"
+                ),
+            )
         })?;
         Ok(Unit {
             percentfree: format!("{unit}_percentfree"),
@@ -1033,8 +1036,9 @@ impl Collector for DiskSpace {
 
     fn new(config: DiskSpaceConfig, env: &Environment) -> Result<Self, CollectorError> {
         if config.filesystems.is_empty() {
-            return Err(CollectorError::config(
-                "filesystems is empty: no filesystem would ever be measured",
+            return Err(CollectorError::option(
+                "filesystems",
+                "is empty: no filesystem would ever be measured",
             ));
         }
         let exclude = config
@@ -1042,7 +1046,7 @@ impl Collector for DiskSpace {
             .iter()
             .map(|f| {
                 Regex::new(f).map_err(|e| {
-                    CollectorError::config(format!("exclude_filters {f:?} is not a regex: {e}"))
+                    CollectorError::option("exclude_filters", format!("{f:?} is not a regex: {e}"))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -1055,9 +1059,10 @@ impl Collector for DiskSpace {
         }
         let secs = config.statvfs_timeout;
         if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
-            return Err(CollectorError::config(format!(
-                "statvfs_timeout {secs} is not a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}"
-            )));
+            return Err(CollectorError::option(
+                "statvfs_timeout",
+                format!("{secs} is not a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}"),
+            ));
         }
         let sysinfo = config.source.reader(Self::KIND)? == Reader::Sysinfo;
         Ok(DiskSpace {
@@ -1123,10 +1128,7 @@ impl DiskSpace {
     /// `self.mounts`. Returns the mounts left out because of a name clash.
     fn plan(&mut self) -> Result<Vec<String>, CollectorError> {
         let path = &self.mounts_path;
-        self.buf.clear();
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut self.buf))
-            .map_err(|e| CollectorError::io(path, e))?;
+        crate::procfile::read_file(path, &mut self.buf)?;
         let mut lines = Vec::new();
         parse_mounts(path, &self.buf, &mut lines)?;
         let labels = match &self.labels_dir {
@@ -1910,26 +1912,27 @@ mod tests {
                     byte_unit: vec!["byte".into(), "furlong".into()],
                     ..DiskSpaceConfig::default()
                 },
-                "byte_unit \"furlong\"",
+                ("byte_unit", "\"furlong\" is not a unit"),
             ),
             (
                 DiskSpaceConfig {
                     exclude_filters: vec!["^/ok".into(), "(unclosed".into()],
                     ..DiskSpaceConfig::default()
                 },
-                "exclude_filters \"(unclosed\"",
+                ("exclude_filters", "\"(unclosed\" is not a regex"),
             ),
             (
                 DiskSpaceConfig {
                     filesystems: Vec::new(),
                     ..DiskSpaceConfig::default()
                 },
-                "filesystems is empty",
+                ("filesystems", "is empty"),
             ),
         ];
-        for (config, expected) in cases {
+        for (config, (option, expected)) in cases {
             let err = build(config).err().unwrap();
             assert_eq!(err.label(), "config");
+            assert_eq!(err.invalid_option(), Some(option), "{err}");
             assert!(err.to_string().contains(expected), "{err}");
         }
         for secs in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
@@ -1939,7 +1942,7 @@ mod tests {
             })
             .err()
             .unwrap();
-            assert!(err.to_string().contains("statvfs_timeout"), "{err}");
+            assert_eq!(err.invalid_option(), Some("statvfs_timeout"), "{err}");
         }
         let ok = build(DiskSpaceConfig {
             byte_unit: vec!["byte".into(), "gigabyte".into(), "byte".into()],

@@ -197,10 +197,13 @@ struct Unit {
 impl Unit {
     fn new(name: &str) -> Result<Unit, CollectorError> {
         let Some((_, bits)) = UNITS.iter().find(|(names, _)| names.contains(&name)) else {
-            return Err(CollectorError::config(format!(
-                "byte_unit {name:?} is not one of Diamond's units \
-                 (bit, kilobit, …, yottabit, byte, kilobyte, …, yottabyte, B, kB, KiB, MB, MiB, …)"
-            )));
+            return Err(CollectorError::option(
+                "byte_unit",
+                format!(
+                    "{name:?} is not one of Diamond's units \
+                     (bit, kilobit, …, yottabit, byte, kilobyte, …, yottabyte, B, kB, KiB, MB, MiB, …)"
+                ),
+            ));
         };
         Ok(Unit {
             per_byte: 8.0 / bits,
@@ -342,7 +345,7 @@ impl DeviceFilter {
 /// `re.match` that Diamond uses.
 fn anchored(re: &str, option: &str) -> Result<Regex, CollectorError> {
     Regex::new(&format!("^(?:{re})"))
-        .map_err(|e| CollectorError::config(format!("{option} {re:?} is not a valid regex: {e}")))
+        .map_err(|e| CollectorError::option(option, format!("{re:?} is not a valid regex: {e}")))
 }
 
 /// The `diskusage` collector. See the [module documentation](self).
@@ -370,10 +373,10 @@ impl Collector for DiskUsage {
         // Only /proc has these numbers: elsewhere, say so when built.
         crate::source::linux_only(Self::KIND)?;
         if config.sector_size == 0 {
-            return Err(CollectorError::config("sector_size must be at least 1"));
+            return Err(CollectorError::option("sector_size", "must be at least 1"));
         }
         if config.byte_unit.is_empty() {
-            return Err(CollectorError::config("byte_unit names no unit"));
+            return Err(CollectorError::option("byte_unit", "names no unit"));
         }
         let mut units: Vec<Unit> = Vec::with_capacity(config.byte_unit.len());
         for name in &config.byte_unit {

@@ -114,9 +114,12 @@ impl Collector for Memory {
             "megabyte" => 1.0 / 1024.0,
             "gigabyte" => 1.0 / (1024.0 * 1024.0),
             other => {
-                return Err(CollectorError::config(format!(
-                    "byte_unit {other:?} is not one of \"byte\", \"kilobyte\", \"megabyte\", \"gigabyte\""
-                )))
+                return Err(CollectorError::option(
+                    "byte_unit",
+                    format!(
+                        "{other:?} is not one of \"byte\", \"kilobyte\", \"megabyte\", \"gigabyte\""
+                    ),
+                ))
             }
         };
         let sysinfo = match config.source.reader(Self::KIND)? {

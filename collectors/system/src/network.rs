@@ -75,7 +75,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use carat_collector::name::{component, push_component};
@@ -415,9 +414,10 @@ fn interface_filter(interfaces: &[String], greedy: bool) -> Result<Regex, Collec
         pattern.push('$');
     }
     Regex::new(&pattern).map_err(|e| {
-        CollectorError::config(format!(
-            "network: `interfaces` {interfaces:?} is not a valid list of regular expressions: {e}"
-        ))
+        CollectorError::option(
+            "interfaces",
+            format!("{interfaces:?} is not a valid list of regular expressions: {e}"),
+        )
     })
 }
 
@@ -431,11 +431,13 @@ fn units(byte_unit: &[String]) -> Result<Vec<Unit>, CollectorError> {
             .find(|(names, _)| names.contains(&unit.as_str()))
         else {
             let known: Vec<&str> = UNITS.iter().map(|(names, _)| names[0]).collect();
-            return Err(CollectorError::config(format!(
-                "network: unknown byte_unit {unit:?}; known units: {} (and their short forms, \
-                 e.g. Mbit, MB)",
-                known.join(", ")
-            )));
+            return Err(CollectorError::option(
+                "byte_unit",
+                format!(
+                    "unknown unit {unit:?}; known units: {} (and their short forms, e.g. Mbit, MB)",
+                    known.join(", ")
+                ),
+            ));
         };
         if byte_unit[..i].contains(unit) {
             continue; // listed twice: published once
@@ -466,10 +468,7 @@ fn read_complete_lossy<'b>(
     path: &Path,
     buf: &'b mut Vec<u8>,
 ) -> Result<Cow<'b, str>, CollectorError> {
-    buf.clear();
-    let mut file = std::fs::File::open(path).map_err(|e| CollectorError::io(path, e))?;
-    file.read_to_end(buf)
-        .map_err(|e| CollectorError::io(path, e))?;
+    crate::procfile::read_file(path, buf)?;
     check_complete(path, buf)?;
     Ok(String::from_utf8_lossy(buf))
 }
@@ -1280,23 +1279,31 @@ mod tests {
     #[test]
     fn configurations_that_cannot_work() {
         let env = fixture_env("network");
-        let build = |config: NetworkConfig| match Network::new(config, &env) {
+        // The error names the option at fault, for the configuration loader.
+        let build = |config: NetworkConfig, option: &str| match Network::new(config, &env) {
             Ok(_) => panic!("built"),
             Err(e) => {
                 assert_eq!(e.label(), "config", "{e}");
+                assert_eq!(e.invalid_option(), Some(option), "{e}");
                 e.to_string()
             }
         };
-        let msg = build(NetworkConfig {
-            byte_unit: vec!["bit".into(), "furlong".into()],
-            ..NetworkConfig::default()
-        });
-        assert!(msg.contains("unknown byte_unit \"furlong\""), "{msg}");
+        let msg = build(
+            NetworkConfig {
+                byte_unit: vec!["bit".into(), "furlong".into()],
+                ..NetworkConfig::default()
+            },
+            "byte_unit",
+        );
+        assert!(msg.contains("unknown unit \"furlong\""), "{msg}");
         assert!(msg.contains("kilobyte"), "{msg}");
-        let msg = build(NetworkConfig {
-            interfaces: vec!["eth(".into()],
-            ..NetworkConfig::default()
-        });
+        let msg = build(
+            NetworkConfig {
+                interfaces: vec!["eth(".into()],
+                ..NetworkConfig::default()
+            },
+            "interfaces",
+        );
         assert!(msg.contains("eth("), "{msg}");
         // Every unit of the table builds, with Diamond's spellings.
         let all: Vec<String> = UNITS

@@ -1,21 +1,20 @@
 //! Reading small `/proc` files into a reused buffer, and the parse errors
 //! that name the file and line.
 
-use std::io::Read;
 use std::path::Path;
 
+pub(crate) use carat_collector::input::read_file;
 use carat_collector::CollectorError;
 
 /// Reads the whole of `path` into `buf` (cleared first, its allocation kept
-/// from one cycle to the next) and returns it as text.
+/// from one cycle to the next) and returns it as text. A file larger than
+/// [`carat_collector::input::MAX_FILE_BYTES`] is an error naming it: every file a system collector
+/// reads goes through [`read_file`], so none can take more memory than that.
 ///
 /// A file that is not UTF-8 is a parse error naming the first bad line, not
 /// an I/O error: the file was read, its content is wrong.
 pub(crate) fn read_text<'b>(path: &Path, buf: &'b mut Vec<u8>) -> Result<&'b str, CollectorError> {
-    buf.clear();
-    let mut file = std::fs::File::open(path).map_err(|e| CollectorError::io(path, e))?;
-    file.read_to_end(buf)
-        .map_err(|e| CollectorError::io(path, e))?;
+    read_file(path, buf)?;
     match std::str::from_utf8(buf) {
         Ok(text) => Ok(text),
         Err(e) => {
@@ -69,6 +68,7 @@ fn line_of_offset(bytes: &[u8], offset: usize) -> usize {
 mod tests {
     use super::*;
     use crate::test_support::ProcDir;
+    use carat_collector::input::MAX_FILE_BYTES;
 
     #[test]
     fn non_utf8_is_a_parse_error_naming_the_line() {
@@ -100,6 +100,21 @@ mod tests {
             read_complete(&dir.path.join("ok"), &mut buf).unwrap(),
             "a 1\n"
         );
+    }
+
+    #[test]
+    fn a_file_over_the_bound_is_refused_without_reading_it_all() {
+        let dir = ProcDir::new("procfile-huge");
+        // A plausible diskstats line, repeated past the bound.
+        let line = "   8       0 sda 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n";
+        let big = line.repeat(MAX_FILE_BYTES / line.len() + 1);
+        dir.write("diskstats", &big);
+        let mut buf = Vec::new();
+        let err = read_text(&dir.path.join("diskstats"), &mut buf).unwrap_err();
+        assert_eq!(err.label(), "limit");
+        let msg = err.to_string();
+        assert!(msg.contains("diskstats") && msg.contains("16 MiB"), "{msg}");
+        assert_eq!(buf.capacity(), 0, "the memory is given back");
     }
 
     #[test]

@@ -55,10 +55,13 @@ impl Source {
             Source::Auto if linux => Ok(Reader::Proc),
             Source::Auto => Ok(Reader::Sysinfo),
             Source::Proc if linux => Ok(Reader::Proc),
-            Source::Proc => Err(CollectorError::config(format!(
-                "{kind}: source = \"proc\" reads Linux's /proc and is only available on Linux; \
-                 use \"auto\" or \"sysinfo\""
-            ))),
+            Source::Proc => Err(CollectorError::option(
+                "source",
+                format!(
+                    "{kind}: \"proc\" reads Linux's /proc and is only available on Linux; \
+                     use \"auto\" or \"sysinfo\""
+                ),
+            )),
             Source::Sysinfo => Ok(Reader::Sysinfo),
         }
     }

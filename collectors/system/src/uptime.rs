@@ -67,11 +67,14 @@ impl Collector for Uptime {
         let lower = config.metric_name.to_ascii_lowercase();
         let Some((_, seconds_per_unit)) = UNITS.iter().find(|(names, _)| names.contains(&&*lower))
         else {
-            return Err(CollectorError::config(format!(
-                "metric_name {:?} is not a unit of time (seconds, minutes, hours, days, \
-                 years, milliseconds, microseconds, nanoseconds, or s, m, h, d, y, ms, us, ns)",
-                config.metric_name
-            )));
+            return Err(CollectorError::option(
+                "metric_name",
+                format!(
+                    "{:?} is not a unit of time (seconds, minutes, hours, days, years, \
+                     milliseconds, microseconds, nanoseconds, or s, m, h, d, y, ms, us, ns)",
+                    config.metric_name
+                ),
+            ));
         };
         Ok(Uptime {
             path: env.proc_path("uptime"),

@@ -247,7 +247,8 @@ pub(crate) struct Groups {
 impl Groups {
     fn compile(configs: &[GroupConfig]) -> Result<Groups, CollectorError> {
         if configs.is_empty() {
-            return Err(CollectorError::config(
+            return Err(CollectorError::option(
+                "groups",
                 "no process groups: add at least one [[collector.process.groups]] \
                  with a name and exe, process_name or cmdline regexes",
             ));
@@ -256,41 +257,52 @@ impl Groups {
         let mut taken: HashMap<String, &str> = HashMap::new();
         let mut list = Vec::with_capacity(configs.len());
         for (i, g) in configs.iter().enumerate() {
+            // The option of this group in the configuration: `groups.<i>.<key>`.
+            let option = |key: &str| format!("groups.{i}.{key}");
             if g.name.trim().is_empty() {
-                return Err(CollectorError::config(format!(
-                    "process group #{} has an empty name",
-                    i + 1
-                )));
+                return Err(CollectorError::option(
+                    option("name"),
+                    format!("process group #{} has an empty name", i + 1),
+                ));
             }
             let component = name::component(&g.name);
             if component == UNREADABLE {
-                return Err(CollectorError::config(format!(
-                    "process group `{}`: the name `{UNREADABLE}` is taken by the collector's own \
-                     metric process.{UNREADABLE}; choose another",
-                    g.name
-                )));
+                return Err(CollectorError::option(
+                    option("name"),
+                    format!(
+                        "process group `{}`: the name `{UNREADABLE}` is taken by the collector's \
+                         own metric process.{UNREADABLE}; choose another",
+                        g.name
+                    ),
+                ));
             }
             if let Some(other) = taken.insert(component.clone(), &g.name) {
-                return Err(CollectorError::config(if other == g.name {
-                    format!("process group `{}` is defined twice", g.name)
-                } else {
-                    format!(
-                        "process groups `{other}` and `{}` would both publish under \
+                return Err(CollectorError::option(
+                    option("name"),
+                    if other == g.name {
+                        format!("process group `{}` is defined twice", g.name)
+                    } else {
+                        format!(
+                            "process groups `{other}` and `{}` would both publish under \
                          process.{component}; rename one",
-                        g.name
-                    )
-                }));
+                            g.name
+                        )
+                    },
+                ));
             }
             if g.exe.0.is_empty()
                 && g.process_name.0.is_empty()
                 && g.cmdline.0.is_empty()
                 && !g.selfmon
             {
-                return Err(CollectorError::config(format!(
-                    "process group `{}` matches nothing: give it exe, process_name or cmdline \
-                     regexes, or selfmon = true",
-                    g.name
-                )));
+                return Err(CollectorError::option(
+                    format!("groups.{i}"),
+                    format!(
+                        "process group `{}` matches nothing: give it exe, process_name or \
+                         cmdline regexes, or selfmon = true",
+                        g.name
+                    ),
+                ));
             }
             let compile = |kind: &str, patterns: &Patterns| {
                 patterns
@@ -298,10 +310,13 @@ impl Groups {
                     .iter()
                     .map(|p| {
                         Regex::new(p).map_err(|e| {
-                            CollectorError::config(format!(
-                                "process group `{}`: invalid {kind} regex {p:?}: {e}",
-                                g.name
-                            ))
+                            CollectorError::option(
+                                option(kind),
+                                format!(
+                                    "process group `{}`: invalid {kind} regex {p:?}: {e}",
+                                    g.name
+                                ),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()

@@ -60,6 +60,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 
+use carat_collector::input::{show_bytes, MAX_FILE_BYTES};
 use carat_collector::{CollectorError, Environment};
 use rustix::buffer::spare_capacity;
 use rustix::fd::OwnedFd;
@@ -194,9 +195,22 @@ fn read_at<P: Arg>(dir: &OwnedFd, name: P, buf: &mut Vec<u8>) -> io::Result<()> 
 /// whole before copying out as much as fits (`seq_file`: `stat`,
 /// `status`), and of regular files; this saves the final `read` that would
 /// return 0. `parse_stat` and `parse_status` reject a file cut short.
+///
+/// A file larger than [`MAX_FILE_BYTES`] (the bound on every file a
+/// collector reads) is an error, and `buf`'s memory is given back.
 fn read_fd(fd: &OwnedFd, buf: &mut Vec<u8>, one_record: bool) -> io::Result<()> {
     buf.clear();
     loop {
+        if buf.len() > MAX_FILE_BYTES {
+            *buf = Vec::new();
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "larger than {}, the most read from one file; nothing of it was used",
+                    show_bytes(MAX_FILE_BYTES)
+                ),
+            ));
+        }
         if buf.capacity() - buf.len() < READ_ROOM {
             buf.reserve(buf.capacity().max(READ_ROOM));
         }
@@ -778,6 +792,21 @@ mod tests {
         let err = read_at(&fd, c"none", &mut buf).unwrap_err();
         assert!(vanished(&err), "{err}");
         assert_eq!((buf.as_ptr(), buf.capacity()), (ptr, cap));
+    }
+
+    #[test]
+    fn a_file_over_the_bound_is_an_error_and_frees_the_buffer() {
+        let dir = crate::test_support::ProcDir::new("procfs-huge");
+        dir.write_bytes("cmdline", &vec![b'a'; MAX_FILE_BYTES + 1]);
+        dir.write_bytes("fits", &vec![b'a'; MAX_FILE_BYTES]);
+        let fd = openat(CWD, &dir.path, dir_flags(), Mode::empty()).unwrap();
+        let mut buf = Vec::new();
+        let err = read_at(&fd, c"cmdline", &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert!(err.to_string().contains("16 MiB"), "{err}");
+        assert_eq!(buf.capacity(), 0);
+        read_at(&fd, c"fits", &mut buf).unwrap();
+        assert_eq!(buf.len(), MAX_FILE_BYTES);
     }
 
     #[test]

@@ -150,15 +150,20 @@ fn collector_options() {
 fn configuration_errors_name_the_group() {
     let msg = config_error(vec![]);
     assert!(msg.contains("no process groups"), "{msg}");
+    // Each error names the option at fault, down to the group's key, for
+    // the configuration loader to point at its line.
+    assert!(msg.contains("option `groups`"), "{msg}");
 
     let msg = config_error(vec![by_exe("nginx", &["^x$"]), group("workers")]);
     assert!(
         msg.contains("`workers` matches nothing") && msg.contains("selfmon"),
         "{msg}"
     );
+    assert!(msg.contains("option `groups.1`:"), "{msg}");
 
     let msg = config_error(vec![by_exe("nginx", &["^x$"]), by_exe("nginx", &["^y$"])]);
     assert!(msg.contains("`nginx` is defined twice"), "{msg}");
+    assert!(msg.contains("option `groups.1.name`"), "{msg}");
 
     // Different names, one metric path.
     let msg = config_error(vec![
@@ -175,6 +180,7 @@ fn configuration_errors_name_the_group() {
         msg.contains("process group `celery`") && msg.contains("cmdline regex \"celery(worker\""),
         "{msg}"
     );
+    assert!(msg.contains("option `groups.0.cmdline`"), "{msg}");
 
     // Case-insensitive patterns are accepted.
     let groups = vec![by_process_name("ci", &["(?i)nginx"])];
