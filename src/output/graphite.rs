@@ -355,3 +355,71 @@ async fn send_packet(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(protocol: GraphiteProtocol) -> CarbonTcp {
+        CarbonTcp::new(&GraphiteConfig {
+            protocol,
+            ..GraphiteConfig::default()
+        })
+    }
+
+    #[test]
+    fn plaintext_acked_prefix_ends_at_the_last_whole_line() {
+        let t = transport(GraphiteProtocol::Tcp);
+        let lines = b"a 1 10\nbb 2 10\nccc 3 10\n";
+        assert_eq!(t.acked_prefix(lines, 0), (0, 0));
+        assert_eq!(t.acked_prefix(lines, 6), (0, 0), "newline not acknowledged");
+        assert_eq!(t.acked_prefix(lines, 7), (1, 7));
+        assert_eq!(t.acked_prefix(lines, 14), (1, 7));
+        assert_eq!(t.acked_prefix(lines, 15), (2, 15));
+        assert_eq!(t.acked_prefix(lines, 24), (3, 24));
+        assert_eq!(
+            t.acked_prefix(lines, 1 << 40),
+            (3, 24),
+            "beyond the segment"
+        );
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_are_read_from_the_socket_and_a_reset_is_abrupt() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut t = CarbonTcp::new(&GraphiteConfig {
+            port: listener.local_addr().unwrap().port(),
+            ..GraphiteConfig::default()
+        });
+        t.connect().await.unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        t.send(b"a 1 10\n", 1).await.unwrap();
+        assert_eq!(t.position(), 7);
+        // Loopback acknowledges at once; the receiver has not read a byte.
+        let mut acked = 0;
+        for _ in 0..100 {
+            acked = t.acknowledged().unwrap();
+            if acked == 7 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(acked, 7);
+        // The receiver resets the connection with the line unread
+        // (SO_LINGER 0, then close).
+        peer.set_zero_linger().unwrap();
+        drop(peer);
+        let mut failure = None;
+        for _ in 0..100 {
+            if let Err(e) = t.acknowledged() {
+                failure = Some(e);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let failure = failure.expect("the reset is noticed");
+        assert!(failure.abrupt, "{failure}");
+        assert!(!t.is_connected());
+        assert_eq!(t.last_acknowledged(), 7);
+    }
+}
