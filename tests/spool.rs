@@ -269,3 +269,19 @@ fn a_tampered_line_count_in_a_spooled_record_loses_only_that_record() {
         fs::write(file, data).unwrap();
     });
 }
+
+#[test]
+fn a_spool_file_numbered_at_the_top_of_the_range_is_replayed() {
+    // An earlier run left its file at the last number there is: the next
+    // file must not wrap around to 0 (it would sort first) nor overflow.
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let lines = spool_of_47_records(&spool);
+    let files = spool_files(&spool);
+    assert_eq!(files.len(), 1);
+    fs::rename(&files[0], spool.join(format!("{}.spool", u64::MAX))).unwrap();
+    let (out, received, log) = replay(dir.path(), &spool);
+    assert_eq!((out.sent, out.dropped), (47 * 3, 0), "{log}");
+    let expected: BTreeMap<String, usize> = lines.keys().map(|p| (p.clone(), 1)).collect();
+    assert_eq!(received, expected);
+}

@@ -62,8 +62,9 @@ use crate::stats::OutputStats;
 /// How often an output with lines in flight looks at its connection.
 const POLL: Duration = Duration::from_millis(200);
 
-/// At shutdown, how often an output waiting for acknowledgements looks.
-const FINAL_POLL: Duration = Duration::from_millis(20);
+/// At shutdown, how often at most an output waiting for acknowledgements
+/// looks (it starts at a millisecond: on a LAN they take less).
+const FINAL_POLL: Duration = Duration::from_millis(50);
 
 /// Why a connection failed, and what that says about what the receiver had
 /// acknowledged.
@@ -805,6 +806,7 @@ impl<T: Transport> Reliable<T> {
     async fn deliver_all(&mut self, queue: &mut mpsc::Receiver<OutputBatch>) {
         // A batch interrupted before the queue closed.
         self.push_pending().await;
+        let mut wait = Duration::from_millis(1);
         loop {
             while let Ok(batch) = queue.try_recv() {
                 self.push(batch).await;
@@ -817,7 +819,8 @@ impl<T: Transport> Reliable<T> {
             }
             self.deliver().await;
             if self.transport.is_connected() && !self.in_flight.is_empty() {
-                tokio::time::sleep(FINAL_POLL).await;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(FINAL_POLL);
             }
         }
     }
