@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use carat_collector::redact::redact_url;
 use serde::{Deserialize, Deserializer};
 
 use crate::hostname::HostnameMethod;
@@ -372,7 +373,7 @@ impl Default for AmqpConfig {
 impl std::fmt::Debug for AmqpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpConfig")
-            .field("url", &redact_url_password(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("exchange", &self.exchange)
             .field("declare_exchange", &self.declare_exchange)
             .field("metric_name_in_body", &self.metric_name_in_body)
@@ -388,26 +389,6 @@ impl std::fmt::Debug for AmqpConfig {
             .field("metrics_whitelist", &self.metrics_whitelist)
             .field("metrics_blacklist", &self.metrics_blacklist)
             .finish()
-    }
-}
-
-/// `scheme://user:***@host…` for `scheme://user:password@host…`; other
-/// strings unchanged.
-pub fn redact_url_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &authority[..colon],
-            &rest[at..]
-        ),
-        _ => url.to_owned(),
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`rate`], the counter-to-rate rules the agent applies;
 //! - [`CollectorError`], what a failed run returns;
 //! - [`input`], reading files with a bound on their size;
+//! - [`redact`], keeping secrets of URLs and messages out of logs and errors;
 //! - [`testing::Harness`], to run a collector in a test the way the agent does.
 #![warn(missing_docs)]
 
@@ -18,6 +19,7 @@ pub mod error;
 pub mod input;
 pub mod name;
 pub mod rate;
+pub mod redact;
 pub mod testing;
 
 pub use batch::{Batch, MetricKind, Sample, SampleValue};
