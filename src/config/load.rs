@@ -421,7 +421,7 @@ fn add_collector(
         (&common.metrics_whitelist, "metrics_whitelist"),
         (&common.metrics_blacklist, "metrics_blacklist"),
     ] {
-        for pattern in &list.0 {
+        for pattern in list.sources() {
             if let Err(e) = regex::Regex::new(pattern) {
                 let key_span = key_span(table_value.get_ref(), option).unwrap_or(span.clone());
                 return Err(src.error(
@@ -640,7 +640,7 @@ fn add_output(
         (whitelist, "metrics_whitelist"),
         (blacklist, "metrics_blacklist"),
     ] {
-        for pattern in &list.0 {
+        for pattern in list.sources() {
             if let Err(e) = regex::Regex::new(pattern) {
                 let at = key_span(table.get_ref(), option).unwrap_or(span.clone());
                 return Err(src.error(
