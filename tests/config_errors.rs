@@ -243,6 +243,27 @@ fn a_bad_duration_names_the_file_line_key_and_the_accepted_forms() {
 }
 
 #[test]
+fn an_error_in_a_list_of_tables_names_the_entry() {
+    let f = Files::new();
+    let groups = "[collector.process]\n\
+                  [[collector.process.groups]]\nname = \"ok\"\nexe = \"^/x$\"\n\
+                  [[collector.process.groups]]\nname = \"celery\"\n";
+    for (i, (bad, key, words)) in [
+        (
+            "selfmon = \"yes\"",
+            "collector.process.groups.1.selfmon",
+            "invalid type",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = f.write(&format!("g{i}.toml"), &format!("{groups}{bad}\n{OUTPUT}"));
+        assert_error(&error_of(&p), &p, 7, key, words);
+    }
+}
+
+#[test]
 fn output_problems() {
     let f = Files::new();
     let p = f.write(
