@@ -250,6 +250,11 @@ fn an_error_in_a_list_of_tables_names_the_entry() {
                   [[collector.process.groups]]\nname = \"celery\"\n";
     for (i, (bad, key, words)) in [
         (
+            "cmdline = \"celery(worker\"",
+            "collector.process.groups.1.cmdline",
+            "invalid regex \"celery(worker\": unclosed group",
+        ),
+        (
             "selfmon = \"yes\"",
             "collector.process.groups.1.selfmon",
             "invalid type",
@@ -500,7 +505,7 @@ fn options_a_collector_cannot_work_with_are_refused_at_their_line() {
         &extra,
         4,
         "collector.network.interfaces",
-        "regular expressions",
+        "invalid regex \"eth(\"",
     );
 }
 

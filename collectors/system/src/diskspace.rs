@@ -84,8 +84,8 @@ use std::task::{Poll, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use carat_collector::options::{self, ByteUnit, ByteUnits, Patterns, SecondsRange};
 use carat_collector::{name, Batch, Collector, CollectorError, Environment};
-use regex::Regex;
 use serde::Deserialize;
 use sysinfo::{DiskRefreshKind, Disks};
 
@@ -124,8 +124,8 @@ const WORKERS_PER_RUN: usize = 4;
 /// format at most an error message.
 const THREAD_STACK: usize = 256 * 1024;
 
-/// The longest `statvfs_timeout` accepted, in seconds.
-const MAX_TIMEOUT_SECS: f64 = 3600.0;
+/// The `statvfs_timeout` accepted: more than 0, at most an hour.
+pub const STATVFS_TIMEOUT_RANGE: SecondsRange = SecondsRange::above(0.0, 3600.0);
 
 /// Where udev keeps one symlink per filesystem label.
 const LABELS_DIR: &str = "/dev/disk/by-label";
@@ -135,19 +135,20 @@ const LABELS_DIR: &str = "/dev/disk/by-label";
 #[serde(deny_unknown_fields, default)]
 pub struct DiskSpaceConfig {
     /// Filesystem types to measure, as the third column of `/proc/mounts`
-    /// names them. A list, or one string of comma-separated types.
-    #[serde(deserialize_with = "de::comma_list")]
+    /// names them. A list, or one string of types separated by commas or
+    /// spaces.
+    #[serde(deserialize_with = "options::string_list")]
     pub filesystems: Vec<String>,
     /// Regexes; a mount point in which any of them matches is not measured.
     /// A list, or one string holding one regex (empty: none).
-    #[serde(deserialize_with = "de::one_or_many")]
-    pub exclude_filters: Vec<String>,
-    /// Units to publish sizes in (see [`unit_factor`]). A list, or one
-    /// string of comma-separated units.
-    #[serde(deserialize_with = "de::comma_list")]
-    pub byte_unit: Vec<String>,
-    /// Seconds to wait for the `statvfs` calls of one run.
-    pub statvfs_timeout: f64,
+    pub exclude_filters: Patterns,
+    /// Units to publish sizes in, Diamond's names ([`ByteUnit`]). A list, or
+    /// one string of units separated by commas or spaces.
+    pub byte_unit: ByteUnits,
+    /// How long to wait for the `statvfs` calls of one run: seconds, or a
+    /// string with units (`"500ms"`), more than 0 and at most an hour.
+    #[serde(deserialize_with = "options::duration::deserialize")]
+    pub statvfs_timeout: Duration,
     /// Name a filesystem by its label in `/dev/disk/by-label`, when it has
     /// one, instead of by its mount point (Diamond does).
     pub use_labels: bool,
@@ -164,109 +165,14 @@ impl Default for DiskSpaceConfig {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
-            exclude_filters: DEFAULT_EXCLUDE_FILTERS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-            byte_unit: vec!["byte".to_owned()],
-            statvfs_timeout: 2.0,
+            // A constant, checked by a test: it compiles.
+            exclude_filters: Patterns::new(DEFAULT_EXCLUDE_FILTERS).unwrap_or_default(),
+            byte_unit: ByteUnit::BYTE.into(),
+            statvfs_timeout: Duration::from_secs(2),
             use_labels: true,
             source: Source::Auto,
         }
     }
-}
-
-/// Deserializers for options that accept a list or a string, as Diamond's
-/// configuration did.
-mod de {
-    use std::fmt;
-
-    use serde::de::{Deserializer, SeqAccess, Visitor};
-
-    struct ListVisitor {
-        split_commas: bool,
-    }
-
-    impl<'de> Visitor<'de> for ListVisitor {
-        type Value = Vec<String>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of strings or a string")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<String>, E> {
-            if self.split_commas {
-                Ok(s.split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned)
-                    .collect())
-            } else if s.trim().is_empty() {
-                Ok(Vec::new())
-            } else {
-                Ok(vec![s.to_owned()])
-            }
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(item) = seq.next_element::<String>()? {
-                let item = if self.split_commas {
-                    item.trim().to_owned()
-                } else {
-                    item
-                };
-                if !item.is_empty() {
-                    out.push(item);
-                }
-            }
-            Ok(out)
-        }
-    }
-
-    /// A list, or a string of comma-separated items (trimmed, empty ones
-    /// dropped).
-    pub fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        d.deserialize_any(ListVisitor { split_commas: true })
-    }
-
-    /// A list, or a string that is one item (a regex may hold commas); an
-    /// empty string is an empty list.
-    pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        d.deserialize_any(ListVisitor {
-            split_commas: false,
-        })
-    }
-}
-
-/// What a size in bytes is multiplied by to give it in `unit`, for the unit
-/// names of Diamond's binary convertor: `bit`, `kilobit`, … `yottabit` and
-/// `byte`, `kilobyte`, … `yottabyte`, with its short forms (`B`, `kB`, `KiB`,
-/// `MB`, `MiB`, `Mbyte`, `GB`, `Gbit`, …). Multiples are powers of 1024.
-pub fn unit_factor(unit: &str) -> Option<f64> {
-    let (bits, power) = match unit {
-        "bit" | "b" => (true, 0),
-        "kilobit" | "kbit" | "Kibit" => (true, 1),
-        "megabit" | "Mbit" | "Mibit" => (true, 2),
-        "gigabit" | "Gbit" | "Gibit" => (true, 3),
-        "terabit" | "Tbit" | "Tibit" => (true, 4),
-        "petabit" | "Pbit" | "Pibit" => (true, 5),
-        "exabit" | "Ebit" | "Eibit" => (true, 6),
-        "zettabit" | "Zbit" | "Zibit" => (true, 7),
-        "yottabit" | "Ybit" | "Yibit" => (true, 8),
-        "byte" | "B" => (false, 0),
-        "kilobyte" | "kB" | "KiB" => (false, 1),
-        "megabyte" | "MB" | "MiB" | "Mbyte" => (false, 2),
-        "gigabyte" | "GB" | "GiB" => (false, 3),
-        "terabyte" | "TB" | "TiB" => (false, 4),
-        "petabyte" | "PB" | "PiB" => (false, 5),
-        "exabyte" | "EB" | "EiB" => (false, 6),
-        "zettabyte" | "ZB" | "ZiB" => (false, 7),
-        "yottabyte" | "YB" | "YiB" => (false, 8),
-        _ => return None,
-    };
-    let per_byte = if bits { 8.0 } else { 1.0 };
-    Some(per_byte / 1024f64.powi(power))
 }
 
 /// The metric names of one configured unit, built once.
@@ -280,23 +186,14 @@ struct Unit {
 }
 
 impl Unit {
-    fn new(unit: &str) -> Result<Unit, CollectorError> {
-        let factor = unit_factor(unit).ok_or_else(|| {
-            CollectorError::option(
-                "byte_unit",
-                format!(
-                    "{unit:?} is not a unit: use bit, kilobit, megabit, gigabit, terabit, \
-                     petabit, byte, kilobyte, megabyte, gigabyte, terabyte or petabyte"
-                ),
-            )
-        })?;
-        Ok(Unit {
+    fn new(unit: ByteUnit) -> Unit {
+        Unit {
             percentfree: format!("{unit}_percentfree"),
             used: format!("{unit}_used"),
             free: format!("{unit}_free"),
             avail: format!("{unit}_avail"),
-            factor,
-        })
+            factor: unit.from_bytes(1.0),
+        }
     }
 }
 
@@ -469,7 +366,7 @@ fn parse_mounts<'a>(
 #[derive(Debug)]
 struct MountFilter {
     filesystems: Vec<String>,
-    exclude: Vec<Regex>,
+    exclude: Patterns,
 }
 
 /// A mount to measure.
@@ -558,7 +455,7 @@ fn select_mounts(
             continue;
         }
         let text = String::from_utf8_lossy(mount_point);
-        if filter.exclude.iter().any(|re| re.is_match(&text)) {
+        if filter.exclude.is_match(&text) {
             continue;
         }
         let device = &*line.device;
@@ -1041,29 +938,10 @@ impl Collector for DiskSpace {
                 "is empty: no filesystem would ever be measured",
             ));
         }
-        let exclude = config
-            .exclude_filters
-            .iter()
-            .map(|f| {
-                Regex::new(f).map_err(|e| {
-                    CollectorError::option("exclude_filters", format!("{f:?} is not a regex: {e}"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut units: Vec<Unit> = Vec::with_capacity(config.byte_unit.len());
-        for (i, unit) in config.byte_unit.iter().enumerate() {
-            // The same unit twice would publish every metric twice.
-            if !config.byte_unit[..i].contains(unit) {
-                units.push(Unit::new(unit)?);
-            }
-        }
-        let secs = config.statvfs_timeout;
-        if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
-            return Err(CollectorError::option(
-                "statvfs_timeout",
-                format!("{secs} is not a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}"),
-            ));
-        }
+        // A unit named twice was dropped when the option was read.
+        let units = config.byte_unit.iter().copied().map(Unit::new).collect();
+        let timeout =
+            STATVFS_TIMEOUT_RANGE.check_option("statvfs_timeout", config.statvfs_timeout)?;
         let sysinfo = config.source.reader(Self::KIND)? == Reader::Sysinfo;
         Ok(DiskSpace {
             sysinfo,
@@ -1071,10 +949,10 @@ impl Collector for DiskSpace {
             labels_dir: config.use_labels.then(|| PathBuf::from(LABELS_DIR)),
             filter: MountFilter {
                 filesystems: config.filesystems,
-                exclude,
+                exclude: config.exclude_filters,
             },
             units,
-            timeout: Duration::from_secs_f64(secs),
+            timeout,
             prober: Prober::shared(),
             buf: Vec::new(),
             mounts: Vec::new(),
@@ -1497,7 +1375,10 @@ impl DiskSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, fixture_path, source_configs, source_error, ProcDir};
+    use crate::test_support::{
+        assert_metric, byte_units, config_from, fixture_path, regexes, source_configs,
+        source_error, unit_names, ProcDir,
+    };
     use carat_collector::testing::Harness;
     use std::future::Future;
     use std::sync::Condvar;
@@ -1510,11 +1391,7 @@ mod tests {
         let config = DiskSpaceConfig::default();
         MountFilter {
             filesystems: config.filesystems,
-            exclude: config
-                .exclude_filters
-                .iter()
-                .map(|f| Regex::new(f).unwrap())
-                .collect(),
+            exclude: config.exclude_filters,
         }
     }
 
@@ -1595,7 +1472,7 @@ mod tests {
     fn tmpfs_and_no_exclude_filters() {
         let filter = MountFilter {
             filesystems: vec!["tmpfs".into(), "xfs".into(), "vfat".into()],
-            exclude: Vec::new(),
+            exclude: Patterns::default(),
         };
         let (chosen, _) = chosen(&fixture("mounts-edge"), &filter);
         assert_eq!(
@@ -1616,7 +1493,7 @@ mod tests {
     fn exclude_filters_search_anywhere() {
         let filter = MountFilter {
             filesystems: DEFAULT_FILESYSTEMS.iter().map(|s| (*s).into()).collect(),
-            exclude: vec![Regex::new("^/mnt").unwrap(), Regex::new("home").unwrap()],
+            exclude: regexes(&["^/mnt", "home"]),
         };
         let (chosen, _) = chosen(&fixture("mounts-edge"), &filter);
         let names: Vec<_> = chosen.iter().map(|(_, n)| n.as_str()).collect();
@@ -1732,7 +1609,7 @@ mod tests {
     // -- metrics from a statvfs result ---------------------------------------
 
     fn units(names: &[&str]) -> Vec<Unit> {
-        names.iter().map(|u| Unit::new(u).unwrap()).collect()
+        byte_units(names).iter().copied().map(Unit::new).collect()
     }
 
     /// The statvfs result of Diamond's own test of this collector.
@@ -1865,39 +1742,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_diamond_unit_name() {
-        let k = 1024f64;
-        for (unit, factor) in [
-            ("bit", 8.0),
-            ("b", 8.0),
-            ("kilobit", 8.0 / k),
-            ("Kibit", 8.0 / k),
-            ("megabit", 8.0 / k.powi(2)),
-            ("gigabit", 8.0 / k.powi(3)),
-            ("terabit", 8.0 / k.powi(4)),
-            ("petabit", 8.0 / k.powi(5)),
-            ("byte", 1.0),
-            ("B", 1.0),
-            ("kilobyte", 1.0 / k),
-            ("kB", 1.0 / k),
-            ("KiB", 1.0 / k),
-            ("megabyte", 1.0 / k.powi(2)),
-            ("Mbyte", 1.0 / k.powi(2)),
-            ("gigabyte", 1.0 / k.powi(3)),
-            ("GiB", 1.0 / k.powi(3)),
-            ("terabyte", 1.0 / k.powi(4)),
-            ("petabyte", 1.0 / k.powi(5)),
-            ("exabyte", 1.0 / k.powi(6)),
-            ("yottabit", 8.0 / k.powi(8)),
-        ] {
-            assert_eq!(unit_factor(unit), Some(factor), "{unit}");
-        }
-        for bad in ["", "bytes", "Byte", "kb", "mb", "kibibyte"] {
-            assert_eq!(unit_factor(bad), None, "{bad}");
-        }
-    }
-
     // -- options -------------------------------------------------------------
 
     fn build(config: DiskSpaceConfig) -> Result<DiskSpace, CollectorError> {
@@ -1905,28 +1749,63 @@ mod tests {
     }
 
     #[test]
-    fn bad_options_are_config_errors_at_new() {
+    fn bad_options_are_refused() {
+        // When read: the loader reports them at the option's line.
+        for (option, value, expected) in [
+            (
+                "byte_unit",
+                vec!["byte", "furlong"],
+                "\"furlong\" is not one of Diamond's units",
+            ),
+            (
+                "exclude_filters",
+                vec!["^/ok", "(unclosed"],
+                "invalid regex \"(unclosed\": unclosed group",
+            ),
+        ] {
+            let err = config_from::<DiskSpaceConfig, _>(vec![(option, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(expected), "{option}: {err}");
+        }
+        for secs in ["-1", "NaN", "soon", "-0.5s"] {
+            let err = config_from::<DiskSpaceConfig, _>(vec![("statvfs_timeout", secs)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not a duration"), "{secs}: {err}");
+        }
+        let err = config_from::<DiskSpaceConfig, _>(vec![("statvfs_timeout", f64::NAN)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid number of seconds"), "{err}");
+        // When built: what cannot work.
         let cases = [
-            (
-                DiskSpaceConfig {
-                    byte_unit: vec!["byte".into(), "furlong".into()],
-                    ..DiskSpaceConfig::default()
-                },
-                ("byte_unit", "\"furlong\" is not a unit"),
-            ),
-            (
-                DiskSpaceConfig {
-                    exclude_filters: vec!["^/ok".into(), "(unclosed".into()],
-                    ..DiskSpaceConfig::default()
-                },
-                ("exclude_filters", "\"(unclosed\" is not a regex"),
-            ),
             (
                 DiskSpaceConfig {
                     filesystems: Vec::new(),
                     ..DiskSpaceConfig::default()
                 },
                 ("filesystems", "is empty"),
+            ),
+            (
+                DiskSpaceConfig {
+                    statvfs_timeout: Duration::ZERO,
+                    ..DiskSpaceConfig::default()
+                },
+                (
+                    "statvfs_timeout",
+                    "expected more than 0 and at most 3600 seconds",
+                ),
+            ),
+            (
+                DiskSpaceConfig {
+                    statvfs_timeout: Duration::from_secs(1_000_000_000),
+                    ..DiskSpaceConfig::default()
+                },
+                (
+                    "statvfs_timeout",
+                    "expected more than 0 and at most 3600 seconds",
+                ),
             ),
         ];
         for (config, (option, expected)) in cases {
@@ -1935,23 +1814,16 @@ mod tests {
             assert_eq!(err.invalid_option(), Some(option), "{err}");
             assert!(err.to_string().contains(expected), "{err}");
         }
-        for secs in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
-            let err = build(DiskSpaceConfig {
-                statvfs_timeout: secs,
-                ..DiskSpaceConfig::default()
-            })
-            .err()
-            .unwrap();
-            assert_eq!(err.invalid_option(), Some("statvfs_timeout"), "{err}");
-        }
         let ok = build(DiskSpaceConfig {
-            byte_unit: vec!["byte".into(), "gigabyte".into(), "byte".into()],
-            statvfs_timeout: 0.25,
+            byte_unit: byte_units(&["byte", "gigabyte", "byte"]),
+            statvfs_timeout: Duration::from_millis(250),
             ..DiskSpaceConfig::default()
         })
         .unwrap();
         assert_eq!(ok.units.len(), 2);
         assert_eq!(ok.timeout, Duration::from_millis(250));
+        let config: DiskSpaceConfig = config_from(vec![("statvfs_timeout", "1.5s")]).unwrap();
+        assert_eq!(config.statvfs_timeout, Duration::from_millis(1_500));
     }
 
     #[test]
@@ -1963,13 +1835,13 @@ mod tests {
         assert_eq!(config, DiskSpaceConfig::default());
         assert_eq!(config.filesystems.len(), 12);
         assert!(config.filesystems.iter().any(|f| f == "nfs4"));
-        assert_eq!(config.exclude_filters, ["^/export/home"]);
-        assert_eq!(config.byte_unit, ["byte"]);
-        assert_eq!(config.statvfs_timeout, 2.0);
+        assert_eq!(config.exclude_filters.sources(), ["^/export/home"]);
+        assert_eq!(unit_names(&config.byte_unit), ["byte"]);
+        assert_eq!(config.statvfs_timeout, Duration::from_secs(2));
         assert!(config.use_labels);
 
-        // Strings: comma-separated for filesystems and byte_unit, one regex
-        // (which may hold a comma) for exclude_filters.
+        // Strings: separated by commas or spaces for filesystems and
+        // byte_unit, one regex (which may hold a comma) for exclude_filters.
         let strings: MapDeserializer<'_, _, Error> = MapDeserializer::new(
             vec![
                 ("filesystems", " ext4,xfs , ,zfs"),
@@ -1980,8 +1852,8 @@ mod tests {
         );
         let config = DiskSpaceConfig::deserialize(strings).unwrap();
         assert_eq!(config.filesystems, ["ext4", "xfs", "zfs"]);
-        assert_eq!(config.byte_unit, ["byte", "gigabyte"]);
-        assert_eq!(config.exclude_filters, ["^/mnt/x{1,3}"]);
+        assert_eq!(unit_names(&config.byte_unit), ["byte", "gigabyte"]);
+        assert_eq!(config.exclude_filters.sources(), ["^/mnt/x{1,3}"]);
 
         let lists: MapDeserializer<'_, _, Error> = MapDeserializer::new(
             vec![
@@ -1992,7 +1864,7 @@ mod tests {
         );
         let config = DiskSpaceConfig::deserialize(lists).unwrap();
         assert_eq!(config.filesystems, ["ext4", "overlay"]);
-        assert_eq!(config.exclude_filters, ["^/boot", "^/mnt"]);
+        assert_eq!(config.exclude_filters.sources(), ["^/boot", "^/mnt"]);
 
         let none: MapDeserializer<'_, _, Error> =
             MapDeserializer::new(vec![("exclude_filters", "")].into_iter());
@@ -2113,7 +1985,7 @@ mod tests {
     ) -> DiskSpace {
         dir.write("mounts", mounts);
         let config = DiskSpaceConfig {
-            statvfs_timeout: timeout,
+            statvfs_timeout: Duration::from_secs_f64(timeout),
             use_labels: false,
             ..DiskSpaceConfig::default()
         };
@@ -2310,7 +2182,7 @@ mod tests {
         let dir = ProcDir::new("diskspace-harness");
         dir.copy_fixture("diskspace/mounts-edge", "mounts");
         let config = DiskSpaceConfig {
-            byte_unit: vec!["byte".into(), "gigabyte".into()],
+            byte_unit: byte_units(&["byte", "gigabyte"]),
             use_labels: false,
             ..DiskSpaceConfig::default()
         };
@@ -2449,7 +2321,7 @@ mod tests {
     #[test]
     fn sysinfo_disks_are_chosen_and_named_like_mounts() {
         let mut c = build(DiskSpaceConfig {
-            byte_unit: vec!["byte".into(), "kilobyte".into()],
+            byte_unit: byte_units(&["byte", "kilobyte"]),
             ..sysinfo_config()
         })
         .unwrap();

@@ -71,14 +71,12 @@
 //!   reading is kept, so the next good one gives values over the longer
 //!   interval.
 
-use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use carat_collector::options::{AtStart, ByteUnit, ByteUnits, Filter, Patterns};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
-use regex::Regex;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::procfile::{parse_error, read_text};
@@ -101,12 +99,12 @@ pub const DEFAULT_DEVICES: &str = concat!(
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiskUsageConfig {
-    /// A regular expression that a device name must match, at its start
-    /// (anchor the end with `$`), to be published.
-    pub devices: String,
-    /// A regular expression (matched at the start of the name) of devices
+    /// A regular expression (or a list of them) that a device name must
+    /// match, at its start (anchor the end with `$`), to be published.
+    pub devices: Patterns<AtStart>,
+    /// Regular expressions (matched at the start of the name) of devices
     /// not to publish even though they match `devices`. Empty: none.
-    pub exclude_devices: Option<String>,
+    pub exclude_devices: Patterns<AtStart>,
     /// Bytes per sector of `/proc/diskstats`. The kernel counts in 512-byte
     /// units whatever the disk's own sector size, so leave it at 512.
     pub sector_size: u64,
@@ -117,70 +115,21 @@ pub struct DiskUsageConfig {
     /// space-separated units. Diamond's binary units: `bit`, `byte`,
     /// `kilobit`, `kilobyte`, … up to `yottabyte`, and their short forms
     /// (`B`, `kB`, `KiB`, `MB`, `MiB`, …).
-    #[serde(deserialize_with = "one_or_more_words")]
-    pub byte_unit: Vec<String>,
+    pub byte_unit: ByteUnits,
 }
 
 impl Default for DiskUsageConfig {
     fn default() -> Self {
         DiskUsageConfig {
-            devices: DEFAULT_DEVICES.to_owned(),
-            exclude_devices: None,
+            // A constant, checked by a test: it compiles.
+            devices: Patterns::new([DEFAULT_DEVICES]).unwrap_or_default(),
+            exclude_devices: Patterns::default(),
             sector_size: 512,
             send_zero: false,
-            byte_unit: vec!["byte".to_owned()],
+            byte_unit: ByteUnit::BYTE.into(),
         }
     }
 }
-
-/// Accepts a string of space-separated words (Diamond's form) or a list of
-/// strings.
-fn one_or_more_words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct Words;
-    impl<'de> Visitor<'de> for Words {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a unit name, a string of space-separated unit names, or a list of them")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(v.split_whitespace().map(str::to_owned).collect())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(s) = seq.next_element::<String>()? {
-                out.push(s);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_any(Words)
-}
-
-/// Diamond's binary units (`diamond.convertor.binary`): the names it
-/// accepts for each, and the unit's size in bits.
-const UNITS: &[(&[&str], f64)] = &[
-    (&["bit", "b"], 1.0),
-    (&["kilobit", "kbit", "Kibit"], 1024.0),
-    (&["megabit", "Mbit", "Mibit"], 1048576.0),
-    (&["gigabit", "Gbit", "Gibit"], 1073741824.0),
-    (&["terabit", "Tbit", "Tibit"], 1099511627776.0),
-    (&["petabit", "Pbit", "Pibit"], 1125899906842624.0),
-    (&["exabit", "Ebit", "Eibit"], 1152921504606846976.0),
-    (&["zettabit", "Zbit", "Zibit"], 1180591620717411303424.0),
-    (&["yottabit", "Ybit", "Yibit"], 1208925819614629174706176.0),
-    (&["byte", "B"], 8.0),
-    (&["kilobyte", "kB", "KiB"], 8.0 * 1024.0),
-    (&["megabyte", "MB", "MiB", "Mbyte"], 8.0 * 1048576.0),
-    (&["gigabyte", "GB", "GiB"], 8.0 * 1073741824.0),
-    (&["terabyte", "TB", "TiB"], 8.0 * 1099511627776.0),
-    (&["petabyte", "PB", "PiB"], 8.0 * 1125899906842624.0),
-    (&["exabyte", "EB", "EiB"], 8.0 * 1152921504606846976.0),
-    (&["zettabyte", "ZB", "ZiB"], 8.0 * 1180591620717411303424.0),
-    (
-        &["yottabyte", "YB", "YiB"],
-        8.0 * 1208925819614629174706176.0,
-    ),
-];
 
 /// One configured byte unit, with its metric names made once.
 #[derive(Debug)]
@@ -195,24 +144,16 @@ struct Unit {
 }
 
 impl Unit {
-    fn new(name: &str) -> Result<Unit, CollectorError> {
-        let Some((_, bits)) = UNITS.iter().find(|(names, _)| names.contains(&name)) else {
-            return Err(CollectorError::option(
-                "byte_unit",
-                format!(
-                    "{name:?} is not one of Diamond's units \
-                     (bit, kilobit, …, yottabit, byte, kilobyte, …, yottabyte, B, kB, KiB, MB, MiB, …)"
-                ),
-            ));
-        };
-        Ok(Unit {
-            per_byte: 8.0 / bits,
+    fn new(unit: ByteUnit) -> Unit {
+        let name = unit.name();
+        Unit {
+            per_byte: unit.from_bytes(1.0),
             reads: format!("reads_{name}"),
             writes: format!("writes_{name}"),
             read_per_second: format!("read_{name}_per_second"),
             write_per_second: format!("write_{name}_per_second"),
             average_request_size: format!("average_request_size_{name}"),
-        })
+        }
     }
 }
 
@@ -317,35 +258,20 @@ impl Reading {
 
 /// Which devices are published.
 #[derive(Debug)]
-struct DeviceFilter {
-    include: Regex,
-    exclude: Option<Regex>,
-}
+struct DeviceFilter(Filter<AtStart>);
 
 impl DeviceFilter {
-    fn new(config: &DiskUsageConfig) -> Result<Self, CollectorError> {
-        let include = anchored(&config.devices, "devices")?;
-        let exclude = match config.exclude_devices.as_deref() {
-            None | Some("") => None,
-            Some(re) => Some(anchored(re, "exclude_devices")?),
-        };
-        Ok(DeviceFilter { include, exclude })
+    fn new(config: &DiskUsageConfig) -> Self {
+        DeviceFilter(Filter::new(
+            config.devices.clone(),
+            config.exclude_devices.clone(),
+        ))
     }
 
     /// As Diamond: RAM disks and loop devices never, whatever the regex.
     fn matches(&self, name: &str) -> bool {
-        !name.starts_with("ram")
-            && !name.starts_with("loop")
-            && self.include.is_match(name)
-            && !self.exclude.as_ref().is_some_and(|re| re.is_match(name))
+        !name.starts_with("ram") && !name.starts_with("loop") && self.0.allows(name)
     }
-}
-
-/// `re` compiled to match at the start of a name only, as Python's
-/// `re.match` that Diamond uses.
-fn anchored(re: &str, option: &str) -> Result<Regex, CollectorError> {
-    Regex::new(&format!("^(?:{re})"))
-        .map_err(|e| CollectorError::option(option, format!("{re:?} is not a valid regex: {e}")))
 }
 
 /// The `diskusage` collector. See the [module documentation](self).
@@ -378,16 +304,11 @@ impl Collector for DiskUsage {
         if config.byte_unit.is_empty() {
             return Err(CollectorError::option("byte_unit", "names no unit"));
         }
-        let mut units: Vec<Unit> = Vec::with_capacity(config.byte_unit.len());
-        for name in &config.byte_unit {
-            let unit = Unit::new(name)?;
-            if !units.iter().any(|u| u.reads == unit.reads) {
-                units.push(unit);
-            }
-        }
+        // A unit named twice was dropped when the option was read.
+        let units = config.byte_unit.iter().copied().map(Unit::new).collect();
         Ok(DiskUsage {
             path: env.proc_path("diskstats"),
-            filter: DeviceFilter::new(&config)?,
+            filter: DeviceFilter::new(&config),
             sector_size: config.sector_size as f64,
             send_zero: config.send_zero,
             units,
@@ -593,7 +514,9 @@ fn parse_diskstats(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, ProcDir};
+    use crate::test_support::{
+        assert_metric, byte_units, config_from, regexes, unit_names, ProcDir,
+    };
     use carat_collector::testing::{Harness, Published};
     use std::time::Duration;
 
@@ -998,7 +921,7 @@ mod tests {
 
     #[test]
     fn default_devices_regex() {
-        let f = DeviceFilter::new(&DiskUsageConfig::default()).unwrap();
+        let f = DeviceFilter::new(&DiskUsageConfig::default());
         for yes in [
             "sda",
             "sda1",
@@ -1044,8 +967,8 @@ mod tests {
         let config = DiskUsageConfig {
             // Diamond users' configs escape the dash; loop devices are never
             // published, as in Diamond, even when the regex matches them.
-            devices: r".*|dm\-[0-9]+$".to_owned(),
-            exclude_devices: Some("sd[a-z]+[0-9]+$".to_owned()),
+            devices: regexes(&[r".*|dm\-[0-9]+$"]),
+            exclude_devices: regexes(&["sd[a-z]+[0-9]+$"]),
             ..send_zero()
         };
         let mut s = Stepper::new("diskusage-regex", config);
@@ -1064,36 +987,27 @@ mod tests {
         // Names from the file are sanitised like any outside name.
         assert_eq!(devices(&p), ["cciss_c0d0", "mmcblk0", "sda"]);
 
-        for (devices, exclude) in [("sd[a-z", None), ("sd", Some("(x"))] {
-            let config = DiskUsageConfig {
-                devices: devices.to_owned(),
-                exclude_devices: exclude.map(str::to_owned),
-                ..DiskUsageConfig::default()
-            };
-            let err = DiskUsage::new(config, &Environment::default())
-                .err()
-                .unwrap();
-            assert_eq!(err.label(), "config");
-            let option = if exclude.is_some() {
-                "exclude_devices"
-            } else {
-                "devices"
-            };
-            assert!(err.to_string().contains(option), "{err}");
+        // A regex that does not compile is refused when the option is read.
+        for (option, regex) in [("devices", "sd[a-z"), ("exclude_devices", "(x")] {
+            let err = config_from::<DiskUsageConfig, _>(vec![(option, regex)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("invalid regex {regex:?}")),
+                "{err}"
+            );
         }
         // An empty exclude_devices excludes nothing (Diamond: falsy).
-        let config = DiskUsageConfig {
-            exclude_devices: Some(String::new()),
-            ..DiskUsageConfig::default()
-        };
-        let f = DeviceFilter::new(&config).unwrap();
+        let config: DiskUsageConfig = config_from(vec![("exclude_devices", "")]).unwrap();
+        assert!(config.exclude_devices.is_empty());
+        let f = DeviceFilter::new(&config);
         assert!(f.matches("sda"));
     }
 
     #[tokio::test]
     async fn byte_units_and_sector_size() {
         let config = DiskUsageConfig {
-            byte_unit: vec!["kilobyte".into(), "bit".into(), "MiB".into(), "bit".into()],
+            byte_unit: byte_units(&["kilobyte", "bit", "MiB", "bit"]),
             sector_size: 1024,
             ..DiskUsageConfig::default()
         };
@@ -1121,15 +1035,15 @@ mod tests {
             ("Kilobyte", false),
             ("", false),
         ] {
-            let config = DiskUsageConfig {
-                byte_unit: vec![unit.to_owned()],
-                ..DiskUsageConfig::default()
-            };
-            let r = DiskUsage::new(config, &Environment::default());
-            assert_eq!(r.is_ok(), ok, "{unit:?}");
+            let built = config_from::<DiskUsageConfig, _>(vec![("byte_unit", unit)])
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    DiskUsage::new(c, &Environment::default()).map_err(|e| e.to_string())
+                });
+            assert_eq!(built.is_ok(), ok, "{unit:?}");
         }
         let config = DiskUsageConfig {
-            byte_unit: Vec::new(),
+            byte_unit: ByteUnits::default(),
             ..DiskUsageConfig::default()
         };
         let err = DiskUsage::new(config, &Environment::default())
@@ -1176,9 +1090,7 @@ mod tests {
     }
 
     fn f_matches_default(device: &str) -> bool {
-        DeviceFilter::new(&DiskUsageConfig::default())
-            .unwrap()
-            .matches(device)
+        DeviceFilter::new(&DiskUsageConfig::default()).matches(device)
     }
 
     #[test]
@@ -1195,23 +1107,24 @@ mod tests {
             MapDeserializer::new(Vec::new().into_iter());
         let config = DiskUsageConfig::deserialize(empty).unwrap();
         assert_eq!(config, DiskUsageConfig::default());
-        assert_eq!(config.byte_unit, ["byte"]);
+        assert_eq!(unit_names(&config.byte_unit), ["byte"]);
+        assert_eq!(config.devices.sources(), [DEFAULT_DEVICES]);
         assert_eq!(config.sector_size, 512);
-        assert!(!config.send_zero && config.exclude_devices.is_none());
+        assert!(!config.send_zero && config.exclude_devices.is_empty());
 
         // byte_unit as Diamond's space-separated string…
         let set: MapDeserializer<'_, _, Error> = MapDeserializer::new(
             vec![("byte_unit", "byte  kilobyte"), ("devices", "sd[a-z]$")].into_iter(),
         );
         let config = DiskUsageConfig::deserialize(set).unwrap();
-        assert_eq!(config.byte_unit, ["byte", "kilobyte"]);
-        assert_eq!(config.devices, "sd[a-z]$");
+        assert_eq!(unit_names(&config.byte_unit), ["byte", "kilobyte"]);
+        assert_eq!(config.devices.sources(), ["sd[a-z]$"]);
         // …or as a list.
         let list: Vec<&str> = vec!["megabyte", "bit"];
         let set: MapDeserializer<'_, _, Error> =
             MapDeserializer::new(vec![("byte_unit", list.into_deserializer())].into_iter());
         assert_eq!(
-            DiskUsageConfig::deserialize(set).unwrap().byte_unit,
+            unit_names(&DiskUsageConfig::deserialize(set).unwrap().byte_unit),
             ["megabyte", "bit"]
         );
 

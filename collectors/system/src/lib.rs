@@ -56,6 +56,7 @@ pub(crate) mod test_support {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use carat_collector::options::{Anchoring, ByteUnits, Patterns};
     use carat_collector::testing::Harness;
     use carat_collector::{Collector, Environment};
     use serde::de::value::{Error, MapDeserializer};
@@ -117,6 +118,21 @@ pub(crate) mod test_support {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
             .join(relative)
+    }
+
+    /// `patterns`, compiled (for options given in tests).
+    pub fn regexes<A: Anchoring>(patterns: &[&str]) -> Patterns<A> {
+        Patterns::new(patterns.iter().copied()).unwrap()
+    }
+
+    /// The units `names` (for options given in tests).
+    pub fn byte_units(names: &[&str]) -> ByteUnits {
+        ByteUnits::parse(names).unwrap()
+    }
+
+    /// The names of `units`.
+    pub fn unit_names(units: &ByteUnits) -> Vec<&'static str> {
+        units.iter().map(|u| u.name()).collect()
     }
 
     /// An environment whose proc root is the recorded fixture directory `dir`.

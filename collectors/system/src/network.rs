@@ -74,13 +74,11 @@
 //! same component the same one is published every time.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use carat_collector::name::{component, push_component};
+use carat_collector::options::{AtStart, ByteUnit, ByteUnits, Patterns, Whole};
 use carat_collector::{Batch, Collector, CollectorError, Environment, RateTracker};
-use regex::Regex;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use sysinfo::Networks;
 
@@ -115,36 +113,6 @@ pub const TX_COLUMNS: [(&str, &str); 7] = [
     ("compressed", "tx_compressed"),
 ];
 
-/// The units `byte_unit` accepts (Diamond's spellings) and their size in
-/// bits. Prefixes are binary (1 kilobit = 1024 bits), as in Diamond.
-const UNITS: &[(&[&str], f64)] = &[
-    (&["bit", "b"], 1.0),
-    (&["kilobit", "kbit", "Kibit"], K),
-    (&["megabit", "Mbit", "Mibit"], K * K),
-    (&["gigabit", "Gbit", "Gibit"], K * K * K),
-    (&["terabit", "Tbit", "Tibit"], K * K * K * K),
-    (&["petabit", "Pbit", "Pibit"], K * K * K * K * K),
-    (&["exabit", "Ebit", "Eibit"], K * K * K * K * K * K),
-    (&["zettabit", "Zbit", "Zibit"], K * K * K * K * K * K * K),
-    (
-        &["yottabit", "Ybit", "Yibit"],
-        K * K * K * K * K * K * K * K,
-    ),
-    (&["byte", "B"], 8.0),
-    (&["kilobyte", "kB", "KiB"], 8.0 * K),
-    (&["megabyte", "MB", "MiB", "Mbyte"], 8.0 * K * K),
-    (&["gigabyte", "GB", "GiB"], 8.0 * K * K * K),
-    (&["terabyte", "TB", "TiB"], 8.0 * K * K * K * K),
-    (&["petabyte", "PB", "PiB"], 8.0 * K * K * K * K * K),
-    (&["exabyte", "EB", "EiB"], 8.0 * K * K * K * K * K * K),
-    (&["zettabyte", "ZB", "ZiB"], 8.0 * K * K * K * K * K * K * K),
-    (
-        &["yottabyte", "YB", "YiB"],
-        8.0 * K * K * K * K * K * K * K * K,
-    ),
-];
-const K: f64 = 1024.0;
-
 /// Options of the `network` collector.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -152,16 +120,16 @@ pub struct NetworkConfig {
     /// The interfaces to publish: regular expressions matched against the
     /// start of the interface name (Diamond's: a plain name such as `eth` is
     /// a prefix). A list, or one string of comma-separated items.
-    #[serde(deserialize_with = "string_list")]
-    pub interfaces: Vec<String>,
+    #[serde(deserialize_with = "Patterns::comma_separated")]
+    pub interfaces: Patterns<AtStart>,
     /// True: an entry of `interfaces` matches names that start with it
     /// (`eth` matches `eth0`). False: the whole name must match (`eth0`).
     pub greedy: bool,
     /// The units of the `rx_<unit>`/`tx_<unit>` traffic metrics, one pair of
     /// metrics per unit: `bit`, `byte`, or a binary multiple of either in
     /// Diamond's spellings (`kilobit`/`kbit`/`Kibit` … `yottabyte`/`YB`/`YiB`).
-    #[serde(deserialize_with = "string_list")]
-    pub byte_unit: Vec<String>,
+    /// A list, or one string of units separated by commas or spaces.
+    pub byte_unit: ByteUnits,
     /// Where the counters come from (`auto`: `/proc/net/dev` on Linux, the
     /// `sysinfo` crate elsewhere).
     pub source: Source,
@@ -170,46 +138,13 @@ pub struct NetworkConfig {
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
-            interfaces: DEFAULT_INTERFACES.iter().map(|s| s.to_string()).collect(),
+            // Constants, checked by a test: they compile.
+            interfaces: Patterns::new(DEFAULT_INTERFACES).unwrap_or_default(),
             greedy: true,
-            byte_unit: vec!["bit".into(), "byte".into()],
+            byte_unit: ByteUnits::parse(["bit", "byte"]).unwrap_or_default(),
             source: Source::Auto,
         }
     }
-}
-
-/// Deserializes a list of strings given either as a list or, as in
-/// Diamond's configuration files, as one string of comma-separated items
-/// (`"eth, bond"`; items are trimmed, empty ones dropped). Shared with the
-/// `tcp` collector.
-pub(crate) fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct StringList;
-
-    impl<'de> Visitor<'de> for StringList {
-        type Value = Vec<String>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of strings, or one string of comma-separated items")
-        }
-
-        fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<String>, E> {
-            Ok(s.split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect())
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-            while let Some(item) = seq.next_element::<String>()? {
-                out.push(item);
-            }
-            Ok(out)
-        }
-    }
-
-    d.deserialize_any(StringList)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,7 +229,7 @@ impl Reading {
 /// The `network` collector. See the [module documentation](self).
 pub struct Network {
     path: PathBuf,
-    filter: Regex,
+    filter: Interfaces,
     units: Vec<Unit>,
     /// True when some unit is published as a gauge (its rate computed here).
     has_rate_units: bool,
@@ -314,8 +249,8 @@ impl Collector for Network {
     const DEFAULT_PATH: &'static str = "network";
 
     fn new(config: NetworkConfig, env: &Environment) -> Result<Self, CollectorError> {
-        let filter = interface_filter(&config.interfaces, config.greedy)?;
-        let units = units(&config.byte_unit)?;
+        let filter = Interfaces::new(&config.interfaces, config.greedy)?;
+        let units = units(&config.byte_unit);
         let sysinfo = match config.source.reader(Self::KIND)? {
             Reader::Proc => None,
             Reader::Sysinfo => Some(SysinfoNetworks::default()),
@@ -396,66 +331,60 @@ impl Network {
     }
 }
 
-/// The regular expression an interface name must match: Diamond's
-/// `^(?:a|b|…)` followed, when not greedy, by the end of the name.
-fn interface_filter(interfaces: &[String], greedy: bool) -> Result<Regex, CollectorError> {
-    let mut pattern = String::from("^(?:");
-    for (i, entry) in interfaces.iter().enumerate() {
-        if i > 0 {
-            pattern.push('|');
-        }
-        // Each entry in its own group, so that one entry's `|` stays inside it.
-        pattern.push_str("(?:");
-        pattern.push_str(entry);
-        pattern.push(')');
-    }
-    pattern.push(')');
-    if !greedy {
-        pattern.push('$');
-    }
-    Regex::new(&pattern).map_err(|e| {
-        CollectorError::option(
-            "interfaces",
-            format!("{interfaces:?} is not a valid list of regular expressions: {e}"),
-        )
-    })
+/// Which interfaces are published: those whose name an entry of
+/// `interfaces` matches from its start (`greedy`, Diamond's `re.match`), or
+/// as a whole; every interface for no entry at all with `greedy`.
+#[derive(Debug)]
+enum Interfaces {
+    Every,
+    Prefix(Patterns<AtStart>),
+    Whole(Patterns<Whole>),
 }
 
-/// The units of `byte_unit`, checked against [`UNITS`]; a unit listed twice
-/// is published once.
-fn units(byte_unit: &[String]) -> Result<Vec<Unit>, CollectorError> {
-    let mut out: Vec<Unit> = Vec::with_capacity(byte_unit.len());
-    for (i, unit) in byte_unit.iter().enumerate() {
-        let Some(&(_, bits)) = UNITS
-            .iter()
-            .find(|(names, _)| names.contains(&unit.as_str()))
-        else {
-            let known: Vec<&str> = UNITS.iter().map(|(names, _)| names[0]).collect();
-            return Err(CollectorError::option(
-                "byte_unit",
-                format!(
-                    "unknown unit {unit:?}; known units: {} (and their short forms, e.g. Mbit, MB)",
-                    known.join(", ")
-                ),
-            ));
-        };
-        if byte_unit[..i].contains(unit) {
-            continue; // listed twice: published once
-        }
-        let kind = if bits == 1.0 {
-            UnitKind::Counter(8)
-        } else if bits == 8.0 {
-            UnitKind::Counter(1)
-        } else {
-            UnitKind::Rate(bits / 8.0)
-        };
-        out.push(Unit {
-            rx: format!("rx_{}", component(unit)),
-            tx: format!("tx_{}", component(unit)),
-            kind,
-        });
+impl Interfaces {
+    fn new(interfaces: &Patterns<AtStart>, greedy: bool) -> Result<Self, CollectorError> {
+        Ok(match (greedy, interfaces.is_empty()) {
+            (true, true) => Interfaces::Every,
+            (true, false) => Interfaces::Prefix(interfaces.clone()),
+            // The same regexes, which compiled when read, anchored at the
+            // end too.
+            (false, _) => Interfaces::Whole(
+                interfaces
+                    .anchored()
+                    .map_err(|e| CollectorError::option("interfaces", e))?,
+            ),
+        })
     }
-    Ok(out)
+
+    fn is_match(&self, name: &str) -> bool {
+        match self {
+            Interfaces::Every => true,
+            Interfaces::Prefix(p) => p.is_match(name),
+            Interfaces::Whole(p) => p.is_match(name),
+        }
+    }
+}
+
+/// How each of `byte_unit` is published (a unit listed twice was dropped
+/// when the option was read).
+fn units(byte_unit: &[ByteUnit]) -> Vec<Unit> {
+    byte_unit
+        .iter()
+        .map(|unit| {
+            let kind = if unit.bits() == 1.0 {
+                UnitKind::Counter(8)
+            } else if unit.bits() == 8.0 {
+                UnitKind::Counter(1)
+            } else {
+                UnitKind::Rate(unit.bits() / 8.0)
+            };
+            Unit {
+                rx: format!("rx_{}", component(unit.name())),
+                tx: format!("tx_{}", component(unit.name())),
+                kind,
+            }
+        })
+        .collect()
 }
 
 /// Reads `path` into `buf` (cleared first, its allocation kept) and checks
@@ -495,7 +424,7 @@ fn check_complete(path: &Path, bytes: &[u8]) -> Result<(), CollectorError> {
 fn parse_dev(
     path: &Path,
     text: &str,
-    filter: &Regex,
+    filter: &Interfaces,
     out: &mut Reading,
 ) -> Result<(), CollectorError> {
     out.clear();
@@ -609,7 +538,7 @@ struct SysinfoNetworks {
 impl SysinfoNetworks {
     /// Reads the counters of the interfaces that `filter` matches into
     /// `out`, as `parse_dev` does from `/proc/net/dev`.
-    fn read(&mut self, filter: &Regex, out: &mut Reading) -> Result<(), CollectorError> {
+    fn read(&mut self, filter: &Interfaces, out: &mut Reading) -> Result<(), CollectorError> {
         let networks = match &mut self.networks {
             Some(networks) => networks,
             none => {
@@ -690,8 +619,8 @@ fn parse_header(path: &Path, line: &str, columns: &mut Vec<Column>) -> Result<()
 mod tests {
     use super::*;
     use crate::test_support::{
-        assert_metric, assert_source_option, config_from, error_label_without_files, fixture_env,
-        source_error, ProcDir,
+        assert_metric, assert_source_option, byte_units, config_from, error_label_without_files,
+        fixture_env, regexes, source_error, unit_names, ProcDir,
     };
     use carat_collector::testing::{Harness, Published};
     use std::time::Duration;
@@ -808,9 +737,9 @@ mod tests {
     #[tokio::test]
     async fn exact_names_and_larger_units() {
         let config = NetworkConfig {
-            interfaces: vec!["lo".into(), "ifb".into(), "eth0".into()],
+            interfaces: regexes(&["lo", "ifb", "eth0"]),
             greedy: false,
-            byte_unit: vec!["byte".into(), "megabyte".into(), "kbit".into()],
+            byte_unit: byte_units(&["byte", "megabyte", "kbit"]),
             ..NetworkConfig::default()
         };
         let mut s = Stepper::new("network-units", config);
@@ -837,9 +766,9 @@ mod tests {
     #[tokio::test]
     async fn interfaces_are_regular_expressions() {
         let config = NetworkConfig {
-            interfaces: vec!["ifb[1-9]".into()],
+            interfaces: regexes(&["ifb[1-9]"]),
             greedy: false,
-            byte_unit: vec!["bit".into()],
+            byte_unit: byte_units(&["bit"]),
             ..NetworkConfig::default()
         };
         let mut s = Stepper::new("network-regex", config);
@@ -851,7 +780,7 @@ mod tests {
 
         // An empty list with greedy matching takes every interface.
         let config = NetworkConfig {
-            interfaces: Vec::new(),
+            interfaces: Patterns::default(),
             ..NetworkConfig::default()
         };
         let mut s = Stepper::new("network-all", config);
@@ -862,7 +791,7 @@ mod tests {
     #[tokio::test]
     async fn counter_reset_is_skipped_not_a_spike() {
         let config = NetworkConfig {
-            byte_unit: vec!["bit".into(), "byte".into(), "kilobyte".into()],
+            byte_unit: byte_units(&["bit", "byte", "kilobyte"]),
             ..NetworkConfig::default()
         };
         let mut s = Stepper::new("network-reset", config);
@@ -931,7 +860,7 @@ mod tests {
     #[tokio::test]
     async fn interfaces_disappearing_and_appearing() {
         let config = NetworkConfig {
-            byte_unit: vec!["byte".into(), "MB".into()],
+            byte_unit: byte_units(&["byte", "MB"]),
             ..NetworkConfig::default()
         };
         let mut s = Stepper::new("network-churn", config);
@@ -1085,7 +1014,7 @@ mod tests {
     #[tokio::test]
     async fn zero_elapsed_publishes_nothing() {
         let config = NetworkConfig {
-            byte_unit: vec!["bit".into(), "gigabit".into()],
+            byte_unit: byte_units(&["bit", "gigabit"]),
             ..NetworkConfig::default()
         };
         let mut s = Stepper::new("network-zero", config);
@@ -1206,8 +1135,8 @@ mod tests {
     async fn real_proc_net_dev() {
         // Every interface, so that at least `lo` is there.
         let config = NetworkConfig {
-            interfaces: Vec::new(),
-            byte_unit: vec!["bit".into(), "byte".into(), "kilobyte".into()],
+            interfaces: Patterns::default(),
+            byte_unit: byte_units(&["bit", "byte", "kilobyte"]),
             ..NetworkConfig::default()
         };
         let mut h = Harness::<Network>::new(config, Environment::default()).unwrap();
@@ -1245,10 +1174,10 @@ mod tests {
         let config: NetworkConfig = config_from::<_, bool>(vec![]).unwrap();
         assert_eq!(config, NetworkConfig::default());
         assert_eq!(
-            config.interfaces,
+            config.interfaces.sources(),
             ["eth", "bond", "em", "p1p", "eno", "enp", "ens", "enx"]
         );
-        assert_eq!(config.byte_unit, ["bit", "byte"]);
+        assert_eq!(unit_names(&config.byte_unit), ["bit", "byte"]);
         assert!(config.greedy);
 
         let config: NetworkConfig = config_from(vec![
@@ -1256,14 +1185,14 @@ mod tests {
             ("byte_unit", vec!["MB"]),
         ])
         .unwrap();
-        assert_eq!(config.interfaces, ["wl", "br-"]);
-        assert_eq!(config.byte_unit, ["MB"]);
+        assert_eq!(config.interfaces.sources(), ["wl", "br-"]);
+        assert_eq!(unit_names(&config.byte_unit), ["MB"]);
 
         // Diamond's comma-separated strings.
         let config: NetworkConfig =
             config_from(vec![("interfaces", "eth, bond,,em "), ("byte_unit", "bit")]).unwrap();
-        assert_eq!(config.interfaces, ["eth", "bond", "em"]);
-        assert_eq!(config.byte_unit, ["bit"]);
+        assert_eq!(config.interfaces.sources(), ["eth", "bond", "em"]);
+        assert_eq!(unit_names(&config.byte_unit), ["bit"]);
 
         let err = config_from::<NetworkConfig, _>(vec![("interface", "eth")])
             .unwrap_err()
@@ -1279,37 +1208,22 @@ mod tests {
     #[test]
     fn configurations_that_cannot_work() {
         let env = fixture_env("network");
-        // The error names the option at fault, for the configuration loader.
-        let build = |config: NetworkConfig, option: &str| match Network::new(config, &env) {
-            Ok(_) => panic!("built"),
-            Err(e) => {
-                assert_eq!(e.label(), "config", "{e}");
-                assert_eq!(e.invalid_option(), Some(option), "{e}");
-                e.to_string()
-            }
+        // Refused when read: the loader reports them at the option's line.
+        let refused = |key: &'static str, value: Vec<&'static str>| {
+            config_from::<NetworkConfig, _>(vec![(key, value)])
+                .unwrap_err()
+                .to_string()
         };
-        let msg = build(
-            NetworkConfig {
-                byte_unit: vec!["bit".into(), "furlong".into()],
-                ..NetworkConfig::default()
-            },
-            "byte_unit",
+        let msg = refused("byte_unit", vec!["bit", "furlong"]);
+        assert!(
+            msg.contains("\"furlong\" is not one of Diamond's units"),
+            "{msg}"
         );
-        assert!(msg.contains("unknown unit \"furlong\""), "{msg}");
         assert!(msg.contains("kilobyte"), "{msg}");
-        let msg = build(
-            NetworkConfig {
-                interfaces: vec!["eth(".into()],
-                ..NetworkConfig::default()
-            },
-            "interfaces",
-        );
-        assert!(msg.contains("eth("), "{msg}");
-        // Every unit of the table builds, with Diamond's spellings.
-        let all: Vec<String> = UNITS
-            .iter()
-            .flat_map(|(names, _)| names.iter().map(|n| n.to_string()))
-            .collect();
+        let msg = refused("interfaces", vec!["eth", "eth("]);
+        assert!(msg.contains("invalid regex \"eth(\""), "{msg}");
+        // Every unit of Diamond's table builds, with its spellings.
+        let all = ByteUnits::parse(ByteUnit::names()).unwrap();
         let network = Network::new(
             NetworkConfig {
                 byte_unit: all,
@@ -1323,7 +1237,7 @@ mod tests {
         // A unit listed twice is published once.
         let network = Network::new(
             NetworkConfig {
-                byte_unit: vec!["bit".into(), "byte".into(), "bit".into()],
+                byte_unit: byte_units(&["bit", "byte", "bit"]),
                 ..NetworkConfig::default()
             },
             &env,
@@ -1358,9 +1272,9 @@ mod tests {
     #[tokio::test]
     async fn sysinfo_source_on_this_machine() {
         let config = NetworkConfig {
-            interfaces: vec!["lo".into()],
+            interfaces: regexes(&["lo"]),
             greedy: false,
-            byte_unit: vec!["bit".into(), "byte".into(), "kilobyte".into()],
+            byte_unit: byte_units(&["bit", "byte", "kilobyte"]),
             source: Source::Sysinfo,
         };
         // The raw counters: the same kernel counters as /proc/net/dev's.

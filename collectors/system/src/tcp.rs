@@ -42,8 +42,8 @@ use std::path::{Path, PathBuf};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 
-use crate::network::string_list;
 use crate::procfile::{file_error, parse_error, read_complete};
+use carat_collector::options::string_list;
 
 /// Diamond's default `allowed_names`.
 pub const DEFAULT_ALLOWED_NAMES: [&str; 16] = [

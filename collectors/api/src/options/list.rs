@@ -5,7 +5,7 @@
 //! is a list of two. carat's options accept a TOML list, and one string
 //! for the same, in one of two ways:
 //!
-//! - [`StringList`]: items of a name-like kind (units, filesystem types,
+//! - [`string_list`]: items of a name-like kind (units, filesystem types,
 //!   counter names): one string is split at commas and whitespace
 //!   (`"byte, kilobyte"`, `"byte kilobyte"`);
 //! - [`one_or_many`]: items that may hold commas or spaces themselves
@@ -15,72 +15,32 @@
 //! empty list.
 
 use std::fmt;
-use std::ops::Deref;
 
-use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-/// A list of names, written as a TOML list or as one string of items
-/// separated by commas and/or whitespace. Items are trimmed; empty ones
-/// are dropped.
+/// Deserializes a `Vec<String>` of names, written as a TOML list or as one
+/// string of items separated by commas and/or whitespace. Items are
+/// trimmed; empty ones are dropped.
 ///
 /// ```
-/// use carat_collector::options::StringList;
 /// use serde::Deserialize;
 ///
 /// #[derive(Debug, Deserialize)]
 /// struct Options {
-///     filesystems: StringList,
+///     #[serde(deserialize_with = "carat_collector::options::string_list")]
+///     filesystems: Vec<String>,
 /// }
 ///
 /// let o: Options = toml::from_str("filesystems = \"ext4, xfs btrfs\"").unwrap();
-/// assert_eq!(*o.filesystems, ["ext4", "xfs", "btrfs"]);
+/// assert_eq!(o.filesystems, ["ext4", "xfs", "btrfs"]);
 /// let o: Options = toml::from_str("filesystems = [\"ext4\", \" xfs \", \"\"]").unwrap();
-/// assert_eq!(*o.filesystems, ["ext4", "xfs"]);
+/// assert_eq!(o.filesystems, ["ext4", "xfs"]);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StringList(Vec<String>);
-
-impl StringList {
-    /// The items.
-    pub fn into_vec(self) -> Vec<String> {
-        self.0
-    }
-
-    /// True when `item` is one of the items.
-    pub fn contains_str(&self, item: &str) -> bool {
-        self.0.iter().any(|i| i == item)
-    }
-}
-
-impl Deref for StringList {
-    type Target = [String];
-
-    fn deref(&self) -> &[String] {
-        &self.0
-    }
-}
-
-impl<S: Into<String>> FromIterator<S> for StringList {
-    /// The items, as given (not split, trimmed or filtered).
-    fn from_iter<I: IntoIterator<Item = S>>(items: I) -> Self {
-        StringList(items.into_iter().map(Into::into).collect())
-    }
-}
-
-impl From<Vec<String>> for StringList {
-    fn from(items: Vec<String>) -> Self {
-        StringList(items)
-    }
-}
-
-impl<'de> Deserialize<'de> for StringList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ListVisitor {
-            split: Split::CommasAndWhitespace,
-            expecting: "a list of strings, or one string of items separated by commas or spaces",
-        })
-        .map(StringList)
-    }
+pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    d.deserialize_any(ListVisitor {
+        split: Split::CommasAndWhitespace,
+        expecting: "a list of strings, or one string of items separated by commas or spaces",
+    })
 }
 
 /// Deserializes a `Vec<String>` written as a TOML list or as one string,
@@ -178,11 +138,13 @@ mod tests {
     use super::*;
 
     use serde::de::value::{Error, MapDeserializer};
+    use serde::Deserialize;
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields, default)]
     struct Options {
-        names: StringList,
+        #[serde(deserialize_with = "string_list")]
+        names: Vec<String>,
         #[serde(deserialize_with = "one_or_many")]
         regexes: Vec<String>,
         #[serde(deserialize_with = "comma_separated")]
@@ -192,7 +154,7 @@ mod tests {
     impl Default for Options {
         fn default() -> Self {
             Options {
-                names: ["byte"].into_iter().collect(),
+                names: vec!["byte".into()],
                 regexes: Vec::new(),
                 entries: Vec::new(),
             }
@@ -210,9 +172,9 @@ mod tests {
     #[test]
     fn one_string_is_split_by_kind() {
         let o = from_str("names", " ext4,xfs , ,zfs").unwrap();
-        assert_eq!(*o.names, ["ext4", "xfs", "zfs"]);
+        assert_eq!(o.names, ["ext4", "xfs", "zfs"]);
         let o = from_str("names", "byte  kilobyte\tMB").unwrap();
-        assert_eq!(*o.names, ["byte", "kilobyte", "MB"]);
+        assert_eq!(o.names, ["byte", "kilobyte", "MB"]);
         let o = from_str("names", "").unwrap();
         assert!(o.names.is_empty());
         let o = from_str("regexes", "^/mnt/x{1,3} y").unwrap();
@@ -226,8 +188,7 @@ mod tests {
     #[test]
     fn lists_are_trimmed_by_kind_and_empty_items_dropped() {
         let o = from_list("names", vec!["ext4", " overlay ", ""]).unwrap();
-        assert_eq!(*o.names, ["ext4", "overlay"]);
-        assert!(o.names.contains_str("overlay"));
+        assert_eq!(o.names, ["ext4", "overlay"]);
         let o = from_list("regexes", vec!["^/boot", "", " ", "a b "]).unwrap();
         assert_eq!(o.regexes, ["^/boot", "a b "]);
         let o = from_list("entries", vec![" eth ", "a,b"]).unwrap();

@@ -4,7 +4,7 @@
 //!
 //! | type or function | an option that is… | written |
 //! |---|---|---|
-//! | [`StringList`] | a list of names | `["eth", "bond"]` or `"eth, bond"` |
+//! | [`string_list`] | a list of names | `["ext4", "xfs"]` or `"ext4, xfs"` |
 //! | [`one_or_many`], [`comma_separated`] | a list of strings that may hold spaces | `["a b", "c"]` or `"a b"` |
 //! | [`Patterns`] (with [`Search`], [`AtStart`], [`Whole`]) | regexes, compiled as they are read | `["^/mnt", "home"]` or `"^/mnt"` |
 //! | [`Filter`] | an include/exclude pair of [`Patterns`] | two options |
@@ -16,14 +16,15 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use carat_collector::options::{self, AtStart, ByteUnits, Patterns, SecondsRange, StringList};
+//! use carat_collector::options::{self, AtStart, ByteUnits, Patterns, SecondsRange};
 //! use carat_collector::CollectorError;
 //! use serde::Deserialize;
 //!
 //! #[derive(Debug, Deserialize)]
 //! #[serde(deny_unknown_fields, default)]
 //! struct Config {
-//!     interfaces: StringList,
+//!     #[serde(deserialize_with = "options::string_list")]
+//!     filesystems: Vec<String>,
 //!     devices: Patterns<AtStart>,
 //!     byte_unit: ByteUnits,
 //!     #[serde(deserialize_with = "options::duration::deserialize")]
@@ -33,7 +34,7 @@
 //! impl Default for Config {
 //!     fn default() -> Self {
 //!         Config {
-//!             interfaces: ["eth", "bond"].into_iter().collect(),
+//!             filesystems: vec!["ext4".into(), "xfs".into()],
 //!             devices: Patterns::new(["sd[a-z]+$"]).unwrap(),
 //!             byte_unit: options::ByteUnit::BYTE.into(),
 //!             timeout: Duration::from_secs(5),
@@ -49,12 +50,12 @@
 //! }
 //!
 //! let config: Config = toml::from_str(r#"
-//!     interfaces = "eth, wlan"
+//!     filesystems = "ext4, btrfs"
 //!     devices = ["sd[a-z]+$", "nvme[0-9]+n[0-9]+$"]
 //!     byte_unit = "byte kilobyte"
 //!     timeout = "1m30s"
 //! "#).unwrap();
-//! assert_eq!(*config.interfaces, ["eth", "wlan"]);
+//! assert_eq!(config.filesystems, ["ext4", "btrfs"]);
 //! assert!(config.devices.is_match("nvme0n1"));
 //! assert_eq!(config.byte_unit.len(), 2);
 //! assert_eq!(new(config).unwrap(), Duration::from_secs(90));
@@ -74,6 +75,6 @@ mod patterns;
 mod units;
 
 pub use duration::SecondsRange;
-pub use list::{comma_separated, one_or_many, StringList};
+pub use list::{comma_separated, one_or_many, string_list};
 pub use patterns::{Anchoring, AtStart, Filter, Patterns, Search, Whole};
 pub use units::{ByteUnit, ByteUnits};

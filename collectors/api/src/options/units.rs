@@ -16,7 +16,7 @@ use std::ops::Deref;
 
 use serde::de::{Deserialize, Deserializer, Error as _};
 
-use super::list::StringList;
+use super::list::string_list;
 
 /// Every unit: its names (the long one first) and its size in bits.
 const UNITS: [(&[&str], f64); 18] = [
@@ -58,7 +58,7 @@ const K: f64 = 1024.0;
 /// assert_eq!(ByteUnit::BIT.from_bytes(2.0), 16.0);
 /// assert!(ByteUnit::parse("parsec").unwrap_err().starts_with("\"parsec\" is not one of Diamond's units"));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 pub struct ByteUnit {
     name: &'static str,
     bits: f64,
@@ -123,6 +123,16 @@ impl ByteUnit {
     }
 }
 
+/// Equal when named alike: `MB` and `megabyte` are the same size but give
+/// different metric names.
+impl PartialEq for ByteUnit {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ByteUnit {}
+
 impl fmt::Display for ByteUnit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)
@@ -155,7 +165,7 @@ impl<'de> Deserialize<'de> for ByteUnit {
 /// let e = toml::from_str::<Options>("byte_unit = [\"byte\", \"parsec\"]").unwrap_err();
 /// assert!(e.message().starts_with("\"parsec\" is not one of Diamond's units"), "{e}");
 /// ```
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ByteUnits(Vec<ByteUnit>);
 
 impl ByteUnits {
@@ -169,7 +179,7 @@ impl ByteUnits {
         let mut units: Vec<ByteUnit> = Vec::new();
         for name in names {
             let unit = ByteUnit::parse(name.as_ref())?;
-            if !units.iter().any(|u| u.name == unit.name) {
+            if !units.contains(&unit) {
                 units.push(unit);
             }
         }
@@ -193,8 +203,8 @@ impl From<ByteUnit> for ByteUnits {
 
 impl<'de> Deserialize<'de> for ByteUnits {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let names = StringList::deserialize(d)?;
-        ByteUnits::parse(names.iter()).map_err(D::Error::custom)
+        let names = string_list(d)?;
+        ByteUnits::parse(names).map_err(D::Error::custom)
     }
 }
 
