@@ -282,6 +282,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Pool<K> {
             let guard = WorkerGuard {
                 pool: Arc::clone(self),
                 round: Arc::clone(&round),
+                released: false,
             };
             let mut builder = thread::Builder::new().name(format!("carat-{}", self.name));
             if let Some(bytes) = self.stack_size {
@@ -402,14 +403,23 @@ fn notify((waker, timer): (Option<Waker>, Option<Thread>)) {
 struct WorkerGuard<K, T> {
     pool: Arc<Pool<K>>,
     round: Arc<Mutex<Round<K, T>>>,
+    /// The place in the pool was given back already.
+    released: bool,
+}
+
+impl<K, T> WorkerGuard<K, T> {
+    /// Gives the worker's place in the pool back (once).
+    fn release(&mut self) {
+        if !std::mem::replace(&mut self.released, true) {
+            let mut s = lock(&self.pool.state);
+            s.threads = s.threads.saturating_sub(1);
+        }
+    }
 }
 
 impl<K, T> Drop for WorkerGuard<K, T> {
     fn drop(&mut self) {
-        {
-            let mut s = lock(&self.pool.state);
-            s.threads = s.threads.saturating_sub(1);
-        }
+        self.release();
         let who = {
             let mut r = lock(&self.round);
             r.workers = r.workers.saturating_sub(1);
@@ -420,7 +430,7 @@ impl<K, T> Drop for WorkerGuard<K, T> {
 }
 
 /// A worker: takes jobs until there is none left or the round expired.
-fn run_worker<K: Clone + Eq + Hash + Send + 'static, T>(guard: WorkerGuard<K, T>) {
+fn run_worker<K: Clone + Eq + Hash + Send + 'static, T>(mut guard: WorkerGuard<K, T>) {
     loop {
         let (index, key, job) = {
             let mut r = lock(&guard.round);
@@ -438,14 +448,20 @@ fn run_worker<K: Clone + Eq + Hash + Send + 'static, T>(guard: WorkerGuard<K, T>
             (index, key, job)
         };
         let outcome = guard.pool.call(key, job);
-        let who = {
+        let (who, last) = {
             let mut r = lock(&guard.round);
             if let Some(s) = r.slots.get_mut(index) {
                 *s = Slot::Done(outcome);
             }
             r.settled += 1;
-            r.whom_to_notify()
+            let last = r.expired || r.next >= r.queue.len();
+            (r.whom_to_notify(), last)
         };
+        if last {
+            // Nothing left for this thread: its place is free before the
+            // caller wakes, so a run right after this one may use it.
+            guard.release();
+        }
         notify(who);
     }
     drop(guard);
@@ -663,6 +679,15 @@ mod tests {
         );
         gate.release();
         wait_until("the stuck threads end", || pool.threads() == 0);
+    }
+
+    #[tokio::test]
+    async fn a_finished_call_frees_its_thread_for_the_next_run_at_once() {
+        // One thread: each run must find the previous one's place free.
+        let pool = Arc::new(Pool::new("one", 1));
+        for i in 0..200 {
+            assert_eq!(pool.run((), Duration::from_secs(5), move || i).await, Ok(i));
+        }
     }
 
     #[tokio::test]
