@@ -515,30 +515,10 @@ fn parse_diskstats(
 mod tests {
     use super::*;
     use crate::test_support::{
-        assert_metric, byte_units, config_from, regexes, unit_names, ProcDir,
+        assert_metric, byte_units, config_from, regexes, unit_names, ProcDir, Stepper,
     };
     use carat_collector::testing::{Harness, Published};
     use std::time::Duration;
-
-    /// A harness over a temporary proc root whose `diskstats` is replaced
-    /// before each run, with the harness clock moved a known step.
-    struct Stepper {
-        dir: ProcDir,
-        harness: Harness<DiskUsage>,
-    }
-
-    impl Stepper {
-        fn new(tag: &str, config: DiskUsageConfig) -> Self {
-            let dir = ProcDir::new(tag);
-            let harness = Harness::<DiskUsage>::new(config, dir.env()).unwrap();
-            Stepper { dir, harness }
-        }
-
-        async fn run(&mut self, secs: u64, diskstats: &str) -> Result<Published, CollectorError> {
-            self.dir.write("diskstats", diskstats);
-            self.harness.collect_after(Duration::from_secs(secs)).await
-        }
-    }
 
     fn send_zero() -> DiskUsageConfig {
         DiskUsageConfig {
@@ -625,10 +605,14 @@ mod tests {
 
     #[tokio::test]
     async fn formulas_with_round_numbers() {
-        let mut s = Stepper::new("diskusage-formulas", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-formulas",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let base = [1000, 10, 8000, 3000, 500, 5, 4000, 1000, 0, 2000, 9000];
         assert!(s
-            .run(0, &line(0, "sda", base, 6))
+            .run(0, &[&line(0, "sda", base, 6)])
             .await
             .unwrap()
             .metrics
@@ -637,7 +621,7 @@ mod tests {
         // 300 writes taking 2100 ms, 6144 sectors (3 MiB) written;
         // 4 in flight now; busy 2000 ms; weighted 10000 ms.
         let next = [1100, 30, 10048, 3500, 800, 65, 10144, 3100, 4, 4000, 19000];
-        let p = s.run(5, &line(0, "sda", next, 6)).await.unwrap();
+        let p = s.run(5, &[&line(0, "sda", next, 6)]).await.unwrap();
         assert_metric(&p, "sda.reads", 100.0);
         assert_metric(&p, "sda.reads_merged", 20.0);
         assert_metric(&p, "sda.reads_byte", 1_048_576.0);
@@ -672,7 +656,7 @@ mod tests {
         let later = [
             1200, 50, 12096, 4000, 1100, 125, 16288, 5200, 0, 6000, 29000,
         ];
-        let p = s.run(2, &line(0, "sda", later, 6)).await.unwrap();
+        let p = s.run(2, &[&line(0, "sda", later, 6)]).await.unwrap();
         assert_metric(&p, "sda.reads", 100.0);
         assert_metric(&p, "sda.reads_per_second", 50.0);
         assert_metric(&p, "sda.iops", 200.0);
@@ -689,15 +673,16 @@ mod tests {
         let busy1 = [20, 0, 160, 20, 0, 0, 0, 0, 0, 20, 20];
         let idle = [5, 0, 40, 5, 5, 0, 40, 5, 0, 10, 10];
 
-        let mut s = Stepper::new("diskusage-idle", DiskUsageConfig::default());
-        s.run(0, &two(busy0, idle)).await.unwrap();
-        let p = s.run(10, &two(busy1, idle)).await.unwrap();
+        let mut s =
+            Stepper::<DiskUsage>::new("diskusage-idle", &["diskstats"], DiskUsageConfig::default());
+        s.run(0, &[&two(busy0, idle)]).await.unwrap();
+        let p = s.run(10, &[&two(busy1, idle)]).await.unwrap();
         assert_eq!(devices(&p), ["sda"]);
         assert_metric(&p, "sda.write_await", 0.0); // no writes: 0, not NaN
 
-        let mut s = Stepper::new("diskusage-send-zero", send_zero());
-        s.run(0, &two(busy0, idle)).await.unwrap();
-        let p = s.run(10, &two(busy1, idle)).await.unwrap();
+        let mut s = Stepper::<DiskUsage>::new("diskusage-send-zero", &["diskstats"], send_zero());
+        s.run(0, &[&two(busy0, idle)]).await.unwrap();
+        let p = s.run(10, &[&two(busy1, idle)]).await.unwrap();
         assert_eq!(devices(&p), ["sda", "sdb"]);
         for (metric, value) in p.metrics.iter().filter(|(n, _)| n.starts_with("sdb.")) {
             assert_eq!(*value, 0.0, "{metric}");
@@ -707,16 +692,20 @@ mod tests {
 
     #[tokio::test]
     async fn counter_reset_skips_that_device_once() {
-        let mut s = Stepper::new("diskusage-reset", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-reset",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let a = [1000, 0, 8000, 500, 1000, 0, 8000, 500, 0, 900, 1000];
-        s.run(0, &(line(0, "sda", a, 0) + &line(16, "sdb", a, 0)))
+        s.run(0, &[&(line(0, "sda", a, 0) + &line(16, "sdb", a, 0))])
             .await
             .unwrap();
         // sdb was re-created (counters back near zero); sda moved on.
         let a2 = [1100, 0, 8800, 600, 1100, 0, 8800, 600, 0, 1000, 1200];
         let b2 = [10, 0, 80, 5, 0, 0, 0, 0, 0, 5, 5];
         let p = s
-            .run(10, &(line(0, "sda", a2, 0) + &line(16, "sdb", b2, 0)))
+            .run(10, &[&(line(0, "sda", a2, 0) + &line(16, "sdb", b2, 0))])
             .await
             .unwrap();
         assert_eq!(devices(&p), ["sda"]);
@@ -724,7 +713,7 @@ mod tests {
         // The reset reading is the new base for sdb: no spike next time.
         let b3 = [60, 0, 480, 55, 0, 0, 0, 0, 0, 55, 55];
         let p = s
-            .run(10, &(line(0, "sda", a2, 0) + &line(16, "sdb", b3, 0)))
+            .run(10, &[&(line(0, "sda", a2, 0) + &line(16, "sdb", b3, 0))])
             .await
             .unwrap();
         assert_eq!(devices(&p), ["sdb"]);
@@ -734,24 +723,29 @@ mod tests {
 
         // A count going backwards on a 64-bit kernel near its top is still
         // a reset (the width of `unsigned long` is not known): skipped.
-        let mut s = Stepper::new("diskusage-reset-top", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-reset-top",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let top = [u64::MAX - 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        s.run(0, &line(0, "sda", top, 0)).await.unwrap();
+        s.run(0, &[&line(0, "sda", top, 0)]).await.unwrap();
         let wrapped = [10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        let p = s.run(10, &line(0, "sda", wrapped, 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", wrapped, 0)]).await.unwrap();
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
     }
 
     #[tokio::test]
     async fn millisecond_columns_wrap_at_32_bits() {
-        let mut s = Stepper::new("diskusage-wrap", DiskUsageConfig::default());
+        let mut s =
+            Stepper::<DiskUsage>::new("diskusage-wrap", &["diskstats"], DiskUsageConfig::default());
         let max = u64::from(u32::MAX);
         // read ms, io ms and weighted ms 100 ms short of 2³².
         let a = [1000, 0, 0, max - 99, 0, 0, 0, 0, 0, max - 99, max - 99];
-        s.run(0, &line(0, "sda", a, 0)).await.unwrap();
+        s.run(0, &[&line(0, "sda", a, 0)]).await.unwrap();
         // 100 ms to reach 2³² (printed as 0), then 400 more.
         let b = [1100, 0, 0, 400, 0, 0, 0, 0, 0, 400, 400];
-        let p = s.run(10, &line(0, "sda", b, 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", b, 0)]).await.unwrap();
         assert_metric(&p, "sda.reads_milliseconds", 500.0);
         assert_metric(&p, "sda.read_await", 5.0);
         assert_metric(&p, "sda.util_percentage", 5.0); // 500 ms of 10 s
@@ -760,29 +754,36 @@ mod tests {
         // A millisecond column that drops from low in the range cannot be a
         // wrap (it would mean > 2³¹ ms in one interval): a reset, skipped.
         let c = [1200, 0, 0, 10, 0, 0, 0, 0, 0, 800, 800];
-        let p = s.run(10, &line(0, "sda", c, 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", c, 0)]).await.unwrap();
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
         let d = [1300, 0, 0, 210, 0, 0, 0, 0, 0, 900, 900];
-        let p = s.run(10, &line(0, "sda", d, 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", d, 0)]).await.unwrap();
         assert_metric(&p, "sda.read_await", 2.0);
     }
 
     #[tokio::test]
     async fn devices_that_disappear_and_appear() {
-        let mut s = Stepper::new("diskusage-hotplug", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-hotplug",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let r = |n: u64| [n, 0, n * 8, n, 0, 0, 0, 0, 0, n, n];
         s.run(
             0,
-            &(line(0, "sda", r(100), 0) + &line(16, "sdb", r(100), 0)),
+            &[&(line(0, "sda", r(100), 0) + &line(16, "sdb", r(100), 0))],
         )
         .await
         .unwrap();
         // sdb unplugged.
-        let p = s.run(10, &line(0, "sda", r(200), 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", r(200), 0)]).await.unwrap();
         assert_eq!(devices(&p), ["sda"]);
         // sdc plugged in, and listed first: nothing for it yet.
         let p = s
-            .run(10, &(line(32, "sdc", r(7), 0) + &line(0, "sda", r(300), 0)))
+            .run(
+                10,
+                &[&(line(32, "sdc", r(7), 0) + &line(0, "sda", r(300), 0))],
+            )
             .await
             .unwrap();
         assert_eq!(devices(&p), ["sda"]);
@@ -790,7 +791,7 @@ mod tests {
         let p = s
             .run(
                 10,
-                &(line(32, "sdc", r(17), 0) + &line(0, "sda", r(400), 0)),
+                &[&(line(32, "sdc", r(17), 0) + &line(0, "sda", r(400), 0))],
             )
             .await
             .unwrap();
@@ -798,10 +799,10 @@ mod tests {
         assert_metric(&p, "sdc.reads", 10.0);
         // sdb back under another minor number: a new device, no delta
         // against the old one even though the name is the same.
-        s.run(10, &line(48, "sdb", r(500), 0)).await.unwrap();
-        let p = s.run(10, &line(64, "sdb", r(600), 0)).await.unwrap();
+        s.run(10, &[&line(48, "sdb", r(500), 0)]).await.unwrap();
+        let p = s.run(10, &[&line(64, "sdb", r(600), 0)]).await.unwrap();
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
-        let p = s.run(10, &line(64, "sdb", r(650), 0)).await.unwrap();
+        let p = s.run(10, &[&line(64, "sdb", r(650), 0)]).await.unwrap();
         assert_metric(&p, "sdb.reads", 50.0);
     }
 
@@ -811,9 +812,13 @@ mod tests {
         let b = [200, 0, 1600, 200, 300, 0, 2400, 900, 0, 400, 800];
         // 11 (before 4.18), 15 (4.18+ discard), 17 (5.5+ flush), 20 (later).
         for extra in [0, 4, 6, 9] {
-            let mut s = Stepper::new("diskusage-columns", DiskUsageConfig::default());
-            s.run(0, &line(0, "sda", a, extra)).await.unwrap();
-            let p = s.run(10, &line(0, "sda", b, extra)).await.unwrap();
+            let mut s = Stepper::<DiskUsage>::new(
+                "diskusage-columns",
+                &["diskstats"],
+                DiskUsageConfig::default(),
+            );
+            s.run(0, &[&line(0, "sda", a, extra)]).await.unwrap();
+            let p = s.run(10, &[&line(0, "sda", b, extra)]).await.unwrap();
             assert_eq!(p.metrics.len(), 27, "{extra} extra columns");
             assert_metric(&p, "sda.reads", 100.0);
             assert_metric(&p, "sda.write_await", 3.0);
@@ -823,10 +828,11 @@ mod tests {
 
         // Linux 2.6.0–2.6.24: partitions have 4 statistics
         // (reads, sectors read, writes, sectors written): skipped.
-        let mut s = Stepper::new("diskusage-old-partitions", send_zero());
+        let mut s =
+            Stepper::<DiskUsage>::new("diskusage-old-partitions", &["diskstats"], send_zero());
         let old = |s: [u64; STATS]| line(0, "sda", s, 0) + "   8    1 sda1 54 3422 12 96\n";
-        s.run(0, &old(a)).await.unwrap();
-        let p = s.run(10, &old(b)).await.unwrap();
+        s.run(0, &[&old(a)]).await.unwrap();
+        let p = s.run(10, &[&old(b)]).await.unwrap();
         assert_eq!(devices(&p), ["sda"]);
     }
 
@@ -890,33 +896,41 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_reading_keeps_the_last_good_one_as_base() {
-        let mut s = Stepper::new("diskusage-bad-middle", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-bad-middle",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let r = |n: u64| [n, 0, n * 8, n * 2, 0, 0, 0, 0, 0, n, n];
-        s.run(0, &line(0, "sda", r(100), 0)).await.unwrap();
-        assert!(s.run(10, "   8 0 sda 1 2 3\n").await.is_err());
-        let p = s.run(10, &line(0, "sda", r(300), 0)).await.unwrap();
+        s.run(0, &[&line(0, "sda", r(100), 0)]).await.unwrap();
+        assert!(s.run(10, &["   8 0 sda 1 2 3\n"]).await.is_err());
+        let p = s.run(10, &[&line(0, "sda", r(300), 0)]).await.unwrap();
         assert_metric(&p, "sda.reads", 200.0);
         assert_metric(&p, "sda.reads_per_second", 10.0); // over 20 s
     }
 
     #[tokio::test]
     async fn zero_elapsed_publishes_nothing_and_keeps_the_base() {
-        let mut s = Stepper::new("diskusage-zero-time", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-zero-time",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let r = |n: u64| [n, 0, n * 8, n * 2, 0, 0, 0, 0, 0, n, n];
-        s.run(0, &line(0, "sda", r(100), 0)).await.unwrap();
-        let p = s.run(0, &line(0, "sda", r(150), 0)).await.unwrap();
+        s.run(0, &[&line(0, "sda", r(100), 0)]).await.unwrap();
+        let p = s.run(0, &[&line(0, "sda", r(150), 0)]).await.unwrap();
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
-        let p = s.run(4, &line(0, "sda", r(200), 0)).await.unwrap();
+        let p = s.run(4, &[&line(0, "sda", r(200), 0)]).await.unwrap();
         assert_metric(&p, "sda.reads", 100.0); // against the reading of 100
         assert_metric(&p, "sda.reads_per_second", 25.0);
     }
 
     #[tokio::test]
     async fn an_empty_file_is_a_host_without_disks() {
-        let mut s = Stepper::new("diskusage-empty", send_zero());
-        assert!(s.run(0, "").await.unwrap().metrics.is_empty());
-        assert!(s.run(10, "").await.unwrap().metrics.is_empty());
-        assert!(s.run(10, "\n").await.unwrap().metrics.is_empty());
+        let mut s = Stepper::<DiskUsage>::new("diskusage-empty", &["diskstats"], send_zero());
+        assert!(s.run(0, &[""]).await.unwrap().metrics.is_empty());
+        assert!(s.run(10, &[""]).await.unwrap().metrics.is_empty());
+        assert!(s.run(10, &["\n"]).await.unwrap().metrics.is_empty());
     }
 
     #[test]
@@ -971,7 +985,7 @@ mod tests {
             exclude_devices: regexes(&["sd[a-z]+[0-9]+$"]),
             ..send_zero()
         };
-        let mut s = Stepper::new("diskusage-regex", config);
+        let mut s = Stepper::<DiskUsage>::new("diskusage-regex", &["diskstats"], config);
         let all = |n: u64| {
             [
                 line(0, "sda", [n; STATS], 0),
@@ -982,8 +996,8 @@ mod tests {
             ]
             .concat()
         };
-        s.run(0, &all(1)).await.unwrap();
-        let p = s.run(10, &all(2)).await.unwrap();
+        s.run(0, &[&all(1)]).await.unwrap();
+        let p = s.run(10, &[&all(2)]).await.unwrap();
         // Names from the file are sanitised like any outside name.
         assert_eq!(devices(&p), ["cciss_c0d0", "mmcblk0", "sda"]);
 
@@ -1011,11 +1025,11 @@ mod tests {
             sector_size: 1024,
             ..DiskUsageConfig::default()
         };
-        let mut s = Stepper::new("diskusage-units", config);
-        s.run(0, &line(0, "sda", [0; STATS], 0)).await.unwrap();
+        let mut s = Stepper::<DiskUsage>::new("diskusage-units", &["diskstats"], config);
+        s.run(0, &[&line(0, "sda", [0; STATS], 0)]).await.unwrap();
         // 4096 sectors of 1 KiB read, 1024 written, by 8 I/Os, over 4 s.
         let b = [4, 0, 4096, 0, 4, 0, 1024, 0, 0, 0, 0];
-        let p = s.run(4, &line(0, "sda", b, 0)).await.unwrap();
+        let p = s.run(4, &[&line(0, "sda", b, 0)]).await.unwrap();
         assert_metric(&p, "sda.reads_kilobyte", 4096.0);
         assert_metric(&p, "sda.writes_kilobyte", 1024.0);
         assert_metric(&p, "sda.read_kilobyte_per_second", 1024.0);

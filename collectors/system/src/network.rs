@@ -620,7 +620,7 @@ mod tests {
     use super::*;
     use crate::test_support::{
         assert_metric, assert_source_option, byte_units, config_from, error_label_without_files,
-        fixture_env, regexes, source_error, unit_names, ProcDir,
+        fixture_env, regexes, source_error, unit_names, Stepper,
     };
     use carat_collector::testing::{Harness, Published};
     use std::time::Duration;
@@ -653,37 +653,6 @@ mod tests {
         ]
     }
 
-    struct Stepper {
-        dir: ProcDir,
-        harness: Harness<Network>,
-    }
-
-    impl Stepper {
-        fn new(tag: &str, config: NetworkConfig) -> Self {
-            let dir = ProcDir::new(tag);
-            std::fs::create_dir_all(dir.path.join("net")).unwrap();
-            let harness = Harness::<Network>::new(config, dir.env()).unwrap();
-            Stepper { dir, harness }
-        }
-
-        async fn run(&mut self, secs: u64, dev: &str) -> Result<Published, CollectorError> {
-            self.run_bytes(secs, dev.as_bytes()).await
-        }
-
-        async fn run_bytes(&mut self, secs: u64, dev: &[u8]) -> Result<Published, CollectorError> {
-            self.dir.write_bytes("net/dev", dev);
-            self.harness.collect_after(Duration::from_secs(secs)).await
-        }
-
-        async fn run_fixture(&mut self, secs: u64, fixture: &str) -> Published {
-            self.dir.copy_fixture(fixture, "net/dev");
-            self.harness
-                .collect_after(Duration::from_secs(secs))
-                .await
-                .unwrap()
-        }
-    }
-
     fn names(p: &Published) -> Vec<&str> {
         p.names().collect()
     }
@@ -702,13 +671,14 @@ mod tests {
 
     #[tokio::test]
     async fn recorded_fixtures_default_config() {
-        let mut s = Stepper::new("network-default", NetworkConfig::default());
-        let first = s.run_fixture(0, "network/dev-a").await;
+        let mut s =
+            Stepper::<Network>::new("network-default", &["net/dev"], NetworkConfig::default());
+        let first = s.run_fixtures(0, &["network/dev-a"]).await;
         assert!(first.metrics.is_empty(), "{:?}", first.metrics);
         // Only eth0 matches the default interfaces (not lo, ifb0, ifb1).
         assert_eq!(first.samples, PER_INTERFACE);
 
-        let p = s.run_fixture(5, "network/dev-b").await;
+        let p = s.run_fixtures(5, &["network/dev-b"]).await;
         assert_metric(&p, "eth0.rx_byte", 81390.0 / 5.0); // 16278
         assert_metric(&p, "eth0.rx_bit", 81390.0 * 8.0 / 5.0); // 130224
         assert_metric(&p, "eth0.rx_packets", 3.0);
@@ -742,10 +712,10 @@ mod tests {
             byte_unit: byte_units(&["byte", "megabyte", "kbit"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-units", config);
-        let first = s.run_fixture(0, "network/dev-a").await;
+        let mut s = Stepper::<Network>::new("network-units", &["net/dev"], config);
+        let first = s.run_fixtures(0, &["network/dev-a"]).await;
         assert!(first.metrics.is_empty(), "{:?}", first.metrics);
-        let p = s.run_fixture(2, "network/dev-b").await;
+        let p = s.run_fixtures(2, &["network/dev-b"]).await;
         // `ifb` is not a whole name: ifb0 and ifb1 are not published.
         assert!(!p.names().any(|n| n.starts_with("ifb")), "{:?}", names(&p));
         // lo: 1428282 bytes in 2 s = 714141 B/s.
@@ -771,10 +741,10 @@ mod tests {
             byte_unit: byte_units(&["bit"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-regex", config);
-        let first = s.run_fixture(0, "network/dev-a").await;
+        let mut s = Stepper::<Network>::new("network-regex", &["net/dev"], config);
+        let first = s.run_fixtures(0, &["network/dev-a"]).await;
         assert_eq!(first.samples, 16);
-        let p = s.run_fixture(1, "network/dev-b").await;
+        let p = s.run_fixtures(1, &["network/dev-b"]).await;
         assert_metric(&p, "ifb1.rx_bit", 0.0);
         assert!(p.names().all(|n| n.starts_with("ifb1.")), "{:?}", names(&p));
 
@@ -783,8 +753,8 @@ mod tests {
             interfaces: Patterns::default(),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-all", config);
-        let first = s.run_fixture(0, "network/dev-a").await;
+        let mut s = Stepper::<Network>::new("network-all", &["net/dev"], config);
+        let first = s.run_fixtures(0, &["network/dev-a"]).await;
         assert_eq!(first.samples, 4 * PER_INTERFACE);
     }
 
@@ -794,12 +764,12 @@ mod tests {
             byte_unit: byte_units(&["bit", "byte", "kilobyte"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-reset", config);
-        s.run(0, &dev(&[("eth0", counters(10_000, 100, 5_000, 50))]))
+        let mut s = Stepper::<Network>::new("network-reset", &["net/dev"], config);
+        s.run(0, &[&dev(&[("eth0", counters(10_000, 100, 5_000, 50))])])
             .await
             .unwrap();
         let p = s
-            .run(10, &dev(&[("eth0", counters(30_480, 150, 5_000, 70))]))
+            .run(10, &[&dev(&[("eth0", counters(30_480, 150, 5_000, 70))])])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_byte", 2_048.0);
@@ -812,7 +782,7 @@ mod tests {
         // The driver reset rx bytes and packets (tx went on): no rate, and no
         // spike, for those; tx is published.
         let p = s
-            .run(10, &dev(&[("eth0", counters(1_000, 10, 6_000, 80))]))
+            .run(10, &[&dev(&[("eth0", counters(1_000, 10, 6_000, 80))])])
             .await
             .unwrap();
         for gone in [
@@ -829,7 +799,7 @@ mod tests {
 
         // The reset reading is the new base.
         let p = s
-            .run(4, &dev(&[("eth0", counters(5_096, 30, 6_000, 80))]))
+            .run(4, &[&dev(&[("eth0", counters(5_096, 30, 6_000, 80))])])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_byte", 1_024.0);
@@ -839,19 +809,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_32_bit_wrap_skips_one_sample() {
-        let mut s = Stepper::new("network-wrap", NetworkConfig::default());
+        let mut s = Stepper::<Network>::new("network-wrap", &["net/dev"], NetworkConfig::default());
         let near = u64::from(u32::MAX) - 999;
-        s.run(0, &dev(&[("eth0", counters(near, 0, 0, 0))]))
+        s.run(0, &[&dev(&[("eth0", counters(near, 0, 0, 0))])])
             .await
             .unwrap();
         // Wrapped at 2³² (width unknown): skipped rather than guessed.
         let p = s
-            .run(1, &dev(&[("eth0", counters(500, 0, 0, 0))]))
+            .run(1, &[&dev(&[("eth0", counters(500, 0, 0, 0))])])
             .await
             .unwrap();
         assert!(p.get("eth0.rx_byte").is_none(), "{:?}", p.metrics);
         let p = s
-            .run(1, &dev(&[("eth0", counters(1_500, 0, 0, 0))]))
+            .run(1, &[&dev(&[("eth0", counters(1_500, 0, 0, 0))])])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_byte", 1_000.0);
@@ -863,19 +833,19 @@ mod tests {
             byte_unit: byte_units(&["byte", "MB"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-churn", config);
+        let mut s = Stepper::<Network>::new("network-churn", &["net/dev"], config);
         s.run(
             0,
-            &dev(&[
+            &[&dev(&[
                 ("eth0", counters(1_000, 10, 0, 0)),
                 ("eth1", counters(9_000, 90, 0, 0)),
-            ]),
+            ])],
         )
         .await
         .unwrap();
         // eth1 goes away: eth0 is unaffected.
         let p = s
-            .run(5, &dev(&[("eth0", counters(2_000, 20, 0, 0))]))
+            .run(5, &[&dev(&[("eth0", counters(2_000, 20, 0, 0))])])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_byte", 200.0);
@@ -889,11 +859,11 @@ mod tests {
         let p = s
             .run(
                 5,
-                &dev(&[
+                &[&dev(&[
                     ("eth0", counters(3_000, 30, 0, 0)),
                     ("eth1", counters(100, 1, 0, 0)),
                     ("eth2", counters(7, 7, 0, 0)),
-                ]),
+                ])],
             )
             .await
             .unwrap();
@@ -910,11 +880,11 @@ mod tests {
         let p = s
             .run(
                 5,
-                &dev(&[
+                &[&dev(&[
                     ("eth0", counters(4_000, 40, 0, 0)),
                     ("eth1", counters(1_100, 11, 0, 0)),
                     ("eth2", counters(5_242_887, 17, 0, 0)),
-                ]),
+                ])],
             )
             .await
             .unwrap();
@@ -927,7 +897,7 @@ mod tests {
 
     #[tokio::test]
     async fn odd_interface_names_are_one_component() {
-        let mut s = Stepper::new("network-odd", NetworkConfig::default());
+        let mut s = Stepper::<Network>::new("network-odd", &["net/dev"], NetworkConfig::default());
         let mut bytes = dev(&[
             ("eth0.100", counters(100, 1, 0, 0)),
             ("eth-é+x", counters(200, 2, 0, 0)),
@@ -937,7 +907,7 @@ mod tests {
         .into_bytes();
         // A byte that is not UTF-8 and a control character.
         bytes.extend_from_slice(b"  eth\xff\x01: 300 3 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n");
-        let first = s.run_bytes(0, &bytes).await.unwrap();
+        let first = s.run_bytes(0, &[&bytes]).await.unwrap();
         assert_eq!(first.samples, 3 * PER_INTERFACE);
 
         let mut bytes = dev(&[
@@ -947,7 +917,7 @@ mod tests {
         ])
         .into_bytes();
         bytes.extend_from_slice(b"  eth\xff\x01: 3300 33 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n");
-        let p = s.run_bytes(2, &bytes).await.unwrap();
+        let p = s.run_bytes(2, &[&bytes]).await.unwrap();
         assert_metric(&p, "eth0_100.rx_byte", 500.0);
         assert_metric(&p, "eth0_100.rx_packets", 5.0);
         assert_metric(&p, "eth-__x.rx_byte", 1_000.0); // é is one character
@@ -975,11 +945,11 @@ mod tests {
             "    lo:      10    0    0    0    0       10    0    0    0     0       0\n",
             "  eth0:1234567890    1    2    3    4      500    5    6    7     8       9\n",
         );
-        let mut s = Stepper::new("network-old", NetworkConfig::default());
-        let first = s.run(0, old).await.unwrap();
+        let mut s = Stepper::<Network>::new("network-old", &["net/dev"], NetworkConfig::default());
+        let first = s.run(0, &[old]).await.unwrap();
         assert_eq!(first.samples, 11);
         let p = s
-            .run(10, &old.replace("1234567890    1", "1234568890   11"))
+            .run(10, &[&old.replace("1234567890    1", "1234568890   11")])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_packets", 100.0);
@@ -999,10 +969,11 @@ mod tests {
             "bytes    packets errs drop fifo colls carrier compressed\n",
             "  eth0: 100 1 0 0 0 0 0 0 77 200 2 0 0 0 0 0 0\n",
         );
-        let mut s = Stepper::new("network-future", NetworkConfig::default());
-        s.run(0, future).await.unwrap();
+        let mut s =
+            Stepper::<Network>::new("network-future", &["net/dev"], NetworkConfig::default());
+        s.run(0, &[future]).await.unwrap();
         let p = s
-            .run(1, &future.replace(" 77 200 2 ", " 99 300 3 "))
+            .run(1, &[&future.replace(" 77 200 2 ", " 99 300 3 ")])
             .await
             .unwrap();
         assert_metric(&p, "eth0.tx_byte", 100.0);
@@ -1017,19 +988,20 @@ mod tests {
             byte_unit: byte_units(&["bit", "gigabit"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-zero", config);
-        s.run_fixture(0, "network/dev-a").await;
-        let p = s.run_fixture(0, "network/dev-b").await;
+        let mut s = Stepper::<Network>::new("network-zero", &["net/dev"], config);
+        s.run_fixtures(0, &["network/dev-a"]).await;
+        let p = s.run_fixtures(0, &["network/dev-b"]).await;
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
         // Time moves on: the rate is over the whole 4 s since dev-a.
-        let p = s.run_fixture(4, "network/dev-b").await;
+        let p = s.run_fixtures(4, &["network/dev-b"]).await;
         assert_metric(&p, "eth0.rx_bit", 81390.0 * 8.0 / 4.0);
         assert_metric(&p, "eth0.rx_gigabit", 81390.0 * 8.0 / 4.0 / 1073741824.0);
     }
 
     async fn parse_error_of(dev: &[u8]) -> String {
-        let mut s = Stepper::new("network-garbage", NetworkConfig::default());
-        let err = s.run_bytes(0, dev).await.unwrap_err();
+        let mut s =
+            Stepper::<Network>::new("network-garbage", &["net/dev"], NetworkConfig::default());
+        let err = s.run_bytes(0, &[dev]).await.unwrap_err();
         assert_eq!(err.label(), "parse", "{err}");
         let msg = err.to_string();
         assert!(
@@ -1108,14 +1080,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_reading_publishes_nothing_and_keeps_the_base() {
-        let mut s = Stepper::new("network-bad-between", NetworkConfig::default());
-        s.run(0, &dev(&[("eth0", counters(1_000, 10, 0, 0))]))
+        let mut s = Stepper::<Network>::new(
+            "network-bad-between",
+            &["net/dev"],
+            NetworkConfig::default(),
+        );
+        s.run(0, &[&dev(&[("eth0", counters(1_000, 10, 0, 0))])])
             .await
             .unwrap();
-        assert!(s.run(1, "garbage\n").await.is_err());
-        assert!(s.run(1, "").await.is_err());
+        assert!(s.run(1, &["garbage\n"]).await.is_err());
+        assert!(s.run(1, &[""]).await.is_err());
         let p = s
-            .run(2, &dev(&[("eth0", counters(5_000, 50, 0, 0))]))
+            .run(2, &[&dev(&[("eth0", counters(5_000, 50, 0, 0))])])
             .await
             .unwrap();
         // 4000 bytes over the 4 s since the last good reading.
