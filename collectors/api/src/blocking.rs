@@ -496,37 +496,17 @@ mod tests {
     use super::*;
 
     use std::future::Future;
-    use std::sync::Condvar;
+    use std::sync::mpsc;
 
-    /// A gate that hung calls wait on until the test opens it (or 30 s
-    /// pass, so a failed test leaves no thread behind for long).
-    #[derive(Default)]
-    struct Gate {
-        open: Mutex<bool>,
-        cv: Condvar,
-    }
-
-    impl Gate {
-        fn wait(&self) {
-            let until = Instant::now() + Duration::from_secs(30);
-            let mut open = lock(&self.open);
-            while !*open {
-                let now = Instant::now();
-                if now >= until {
-                    return;
-                }
-                open = self
-                    .cv
-                    .wait_timeout(open, until - now)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-        }
-
-        fn release(&self) {
-            *lock(&self.open) = true;
-            self.cv.notify_all();
-        }
+    /// A job that hangs until `release` is dropped (or 30 s pass, so a
+    /// failed test leaves no thread behind for long).
+    fn hanging<T: Send + 'static>(value: T) -> (mpsc::Sender<()>, Job<T>) {
+        let (release, hung) = mpsc::channel::<()>();
+        let job: Job<T> = Box::new(move || {
+            let _ = hung.recv_timeout(Duration::from_secs(30));
+            value
+        });
+        (release, job)
     }
 
     fn wait_until(what: &str, condition: impl Fn() -> bool) {
@@ -568,18 +548,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_hung_call_costs_the_timeout_and_is_not_started_again() {
-        let gate = Arc::new(Gate::default());
         let pool = Arc::new(Pool::new("test", 8));
-        let hang = |gate: &Arc<Gate>| {
-            let gate = Arc::clone(gate);
-            job(move || {
-                gate.wait();
-                "late"
-            })
-        };
+        let (release, hung) = hanging("late");
         let jobs = vec![
             ("fast", job(|| "fast")),
-            ("hung", hang(&gate)),
+            ("hung", hung),
             (
                 "slow",
                 job(|| {
@@ -622,7 +595,7 @@ mod tests {
         assert_eq!(pool.run("other", Duration::from_secs(5), || 1).await, Ok(1));
 
         // It returns: its late result is dropped, and the key is free.
-        gate.release();
+        drop(release);
         wait_until("the hung call returns", || {
             pool.busy() == 0 && pool.threads() == 0
         });
@@ -634,14 +607,13 @@ mod tests {
 
     #[tokio::test]
     async fn threads_are_bounded() {
-        let gate = Arc::new(Gate::default());
         let pool = Arc::new(Pool::new("statvfs", 3).with_stack_size(128 * 1024));
-        let jobs: Vec<(usize, Job<()>)> = (0..6)
+        let (releases, jobs): (Vec<_>, Vec<(usize, Job<()>)>) = (0..6)
             .map(|i| {
-                let gate = Arc::clone(&gate);
-                (i, job(move || gate.wait()))
+                let (release, hung) = hanging(());
+                (release, (i, hung))
             })
-            .collect();
+            .unzip();
         let results = pool.run_all(jobs, 10, Duration::from_millis(100)).await;
         let timed_out = results
             .iter()
@@ -677,7 +649,7 @@ mod tests {
             results[1].clone().unwrap_err().to_string(),
             "not started: all 3 statvfs threads allowed are busy or stuck in calls that have not returned"
         );
-        gate.release();
+        drop(releases);
         wait_until("the stuck threads end", || pool.threads() == 0);
     }
 
@@ -706,12 +678,10 @@ mod tests {
     async fn a_dropped_wait_keeps_the_record_of_the_hung_call() {
         // The agent abandons a run that exceeds its own timeout: the call
         // goes on, and is still known to the pool.
-        let gate = Arc::new(Gate::default());
         let pool = Arc::new(Pool::new("test", 4));
+        let (release, hung) = hanging(());
         {
-            let g = Arc::clone(&gate);
-            let mut run =
-                std::pin::pin!(pool.run("nfs", Duration::from_secs(3600), move || g.wait()));
+            let mut run = std::pin::pin!(pool.run("nfs", Duration::from_secs(3600), hung));
             let mut cx = std::task::Context::from_waker(Waker::noop());
             assert!(run.as_mut().poll(&mut cx).is_pending());
         }
@@ -721,7 +691,7 @@ mod tests {
             matches!(again, Err(Failure::StillRunning { .. })),
             "{again:?}"
         );
-        gate.release();
+        drop(release);
         wait_until("the call returns", || {
             pool.busy() == 0 && pool.threads() == 0
         });

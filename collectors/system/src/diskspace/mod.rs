@@ -225,27 +225,40 @@ impl DiskSpace {
         crate::procfile::read_file(path, &mut self.buf)?;
         let mut lines = Vec::new();
         parse_mounts(path, &self.buf, &mut lines)?;
-        let labels = match &self.labels_dir {
-            Some(dir) => Labels::read(dir),
-            None => Labels::default(),
-        };
-        let mut problems = Vec::new();
-        select_mounts(
+        choose(
             &lines,
+            &path.display().to_string(),
             &self.filter,
-            &|device| labels.of(device),
+            self.labels_dir.as_deref(),
             &mut self.mounts,
-            &mut problems,
-        );
-        if self.mounts.is_empty() && problems.is_empty() {
-            return Err(nothing_to_measure(
-                &path.display().to_string(),
-                &self.filter,
-                &lines,
-            ));
-        }
-        Ok(problems)
+        )
     }
+}
+
+/// Chooses the mounts to measure from `lines`, read from `origin`, into
+/// `mounts`, naming them by their label in `labels_dir` when there is one.
+/// Returns the mounts left out because of a name clash; an error when there
+/// is nothing to measure at all.
+fn choose(
+    lines: &[MountLine<'_>],
+    origin: &str,
+    filter: &MountFilter,
+    labels_dir: Option<&std::path::Path>,
+    mounts: &mut Vec<Mount>,
+) -> Result<Vec<String>, CollectorError> {
+    let labels = labels_dir.map(Labels::read).unwrap_or_default();
+    let mut problems = Vec::new();
+    select_mounts(
+        lines,
+        filter,
+        &|device| labels.of(device),
+        mounts,
+        &mut problems,
+    );
+    if mounts.is_empty() && problems.is_empty() {
+        return Err(nothing_to_measure(origin, filter, lines));
+    }
+    Ok(problems)
 }
 
 /// The error of a run that found no mount to measure in `lines`, read from

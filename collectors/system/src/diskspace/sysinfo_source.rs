@@ -11,11 +11,10 @@ use carat_collector::blocking::{Failure, Pool};
 use carat_collector::{Batch, CollectorError};
 use sysinfo::{DiskRefreshKind, Disks};
 
-use super::labels::Labels;
 use super::metrics::publish_sizes;
 use super::mounts::MountLine;
-use super::select::{path_from_bytes, select_mounts};
-use super::{nothing_to_measure, DiskSpace, NotMeasured};
+use super::select::path_from_bytes;
+use super::{choose, DiskSpace, NotMeasured};
 use crate::source::sysinfo_error;
 
 /// What `sysinfo` tells of one mounted filesystem.
@@ -131,21 +130,13 @@ impl DiskSpace {
                 fs_type: Cow::Borrowed(&d.fs_type),
             })
             .collect();
-        let labels = match &self.labels_dir {
-            Some(dir) => Labels::read(dir),
-            None => Labels::default(),
-        };
-        let mut problems = Vec::new();
-        select_mounts(
+        let mut problems = choose(
             &lines,
+            "sysinfo",
             &self.filter,
-            &|device| labels.of(device),
+            self.labels_dir.as_deref(),
             &mut self.mounts,
-            &mut problems,
-        );
-        if self.mounts.is_empty() && problems.is_empty() {
-            return Err(nothing_to_measure("sysinfo", &self.filter, &lines));
-        }
+        )?;
         let clashes = problems.len();
         for mount in &self.mounts {
             // The first listed at that mount point, as select_mounts took it.

@@ -386,11 +386,10 @@ async fn nothing_to_measure_is_an_error_naming_the_types() {
 
 // -- the real machine ----------------------------------------------------
 
+/// `config` with the type of this machine's root filesystem added to its
+/// `filesystems`: it may not be in Diamond's list (overlay in a container).
 #[cfg(unix)]
-#[tokio::test]
-async fn real_mounts_and_statvfs() {
-    // The root filesystem's type may not be in Diamond's list (overlay
-    // in a container): add it.
+fn with_root_type(mut config: DiskSpaceConfig) -> DiskSpaceConfig {
     let mounts = std::fs::read("/proc/mounts").unwrap();
     let mut lines = Vec::new();
     parse_mounts(Path::new("/proc/mounts"), &mounts, &mut lines).unwrap();
@@ -400,10 +399,16 @@ async fn real_mounts_and_statvfs() {
         .find(|l| &*l.mount_point == b"/")
         .map(|l| String::from_utf8_lossy(&l.fs_type).into_owned())
         .unwrap();
-    let mut config = DiskSpaceConfig::default();
     if !config.filesystems.contains(&root_type) {
         config.filesystems.push(root_type);
     }
+    config
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn real_mounts_and_statvfs() {
+    let config = with_root_type(DiskSpaceConfig::default());
     let mut c = DiskSpace::new(config, &Environment::default()).unwrap();
     let mut batch = Batch::new();
     // Other mounts of this machine may fail (permissions): the root
@@ -588,19 +593,7 @@ fn wait_until_listings_are(busy: usize) {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn sysinfo_source_on_this_machine() {
-    let mounts = std::fs::read("/proc/mounts").unwrap();
-    let mut lines = Vec::new();
-    parse_mounts(Path::new("/proc/mounts"), &mounts, &mut lines).unwrap();
-    let root_type = lines
-        .iter()
-        .rev()
-        .find(|l| &*l.mount_point == b"/")
-        .map(|l| String::from_utf8_lossy(&l.fs_type).into_owned())
-        .unwrap();
-    let mut config = sysinfo_config();
-    if !config.filesystems.contains(&root_type) {
-        config.filesystems.push(root_type);
-    }
+    let config = with_root_type(sysinfo_config());
     // The proc root is ignored: sysinfo reads the agent's own system.
     let mut c = DiskSpace::new(config, &crate::test_support::fixture_env("proc-a")).unwrap();
     let mut batch = Batch::new();
