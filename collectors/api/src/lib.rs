@@ -9,15 +9,22 @@
 //! - [`rate`], the counter-to-rate rules the agent applies;
 //! - [`CollectorError`], what a failed run returns;
 //! - [`input`], reading files with a bound on their size;
+//! - [`options`], the types of options every collector reads the same way:
+//!   lists, regexes, durations (`10` or `"10s"`), byte units;
+//! - [`redact`], keeping secrets of URLs and messages out of logs and errors;
+//! - [`blocking`], calls that may hang, run with a deadline on bounded threads;
 //! - [`testing::Harness`], to run a collector in a test the way the agent does.
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod blocking;
 pub mod collector;
 pub mod error;
 pub mod input;
 pub mod name;
+pub mod options;
 pub mod rate;
+pub mod redact;
 pub mod testing;
 
 pub use batch::{Batch, MetricKind, Sample, SampleValue};
