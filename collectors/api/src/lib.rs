@@ -7,6 +7,8 @@
 //! - [`Batch`], where a run adds gauges and counters;
 //! - [`name`], the sanitising of names that come from outside;
 //! - [`rate`], the counter-to-rate rules the agent applies;
+//! - [`publish`], the one function that turns a batch into published
+//!   values (filters, rates, NaN dropped), for the agent and the harness;
 //! - [`CollectorError`], what a failed run returns;
 //! - [`input`], reading files with a bound on their size;
 //! - [`testing::Harness`], to run a collector in a test the way the agent does.
@@ -17,6 +19,7 @@ pub mod collector;
 pub mod error;
 pub mod input;
 pub mod name;
+pub mod publish;
 pub mod rate;
 pub mod testing;
 
