@@ -23,6 +23,10 @@ pub struct CollectorKind {
     pub description: &'static str,
     /// The metric path used when an instance sets none.
     pub default_path: &'static str,
+    /// The kind's own option names ([`Collector::options`]): a key of
+    /// `[collector.<kind>]` that is one of these (or an option every
+    /// collector has) is an option, never a named instance.
+    pub options: &'static [&'static str],
     parse: ParseFn,
 }
 
@@ -109,6 +113,7 @@ impl Registry {
                 kind: C::KIND,
                 description: C::DESCRIPTION,
                 default_path: C::DEFAULT_PATH,
+                options: C::options(),
                 parse: parse_options::<C>,
             },
         );

@@ -192,11 +192,63 @@ impl Collector for Misbehave {
     }
 }
 
+/// One entry of `tabled`'s `queries`: `[[collector.tabled.queries]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// Published as `queries.<name>`.
+    pub name: String,
+    /// Its value.
+    #[serde(default)]
+    pub value: f64,
+}
+
+/// Options of `tabled`: a map and a list of tables beside a plain option.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TabledConfig {
+    /// A map option: `labels = { env = "prod" }` or `[collector.tabled.labels]`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// A list of tables: `[[collector.tabled.queries]]`.
+    pub queries: Vec<Query>,
+    /// A plain option: multiplies every value.
+    pub scale: f64,
+}
+
+/// Publishes `labels.<key>.<value>` = 1 for each label and
+/// `queries.<name>` = value × scale for each query: its output shows the
+/// options it was built with.
+pub struct Tabled {
+    config: TabledConfig,
+}
+
+impl Collector for Tabled {
+    type Config = TabledConfig;
+    const KIND: &'static str = "tabled";
+    const DESCRIPTION: &'static str = "test: options that are a map and a list of tables";
+    const DEFAULT_PATH: &'static str = "tabled";
+
+    fn new(config: TabledConfig, _env: &Environment) -> Result<Self, CollectorError> {
+        Ok(Tabled { config })
+    }
+
+    async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        for (k, v) in &self.config.labels {
+            batch.gauge_parts(&["labels", k, v], 1.0);
+        }
+        for q in &self.config.queries {
+            batch.gauge_parts(&["queries", &q.name], q.value * self.config.scale);
+        }
+        Ok(())
+    }
+}
+
 /// The built-in collectors plus the test ones.
 pub fn registry() -> carat::Registry {
     let mut r = carat::Registry::builtin();
     r.register::<Sequence>()
         .register::<Misbehave>()
-        .register::<Feed>();
+        .register::<Feed>()
+        .register::<Tabled>();
     r
 }

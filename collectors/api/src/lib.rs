@@ -10,6 +10,8 @@
 //! - [`publish`], the one function that turns a batch into published
 //!   values (filters, rates, NaN dropped), for the agent and the harness;
 //! - [`CollectorError`], what a failed run returns;
+//! - [`fields`], the option names a `Config` declares (how the agent tells
+//!   an option that is a table from a named instance);
 //! - [`input`], reading files with a bound on their size;
 //! - [`testing::Harness`], to run a collector in a test the way the agent does.
 #![warn(missing_docs)]
@@ -17,6 +19,7 @@
 pub mod batch;
 pub mod collector;
 pub mod error;
+pub mod fields;
 pub mod input;
 pub mod name;
 pub mod publish;
