@@ -34,7 +34,7 @@ enum Command {
     },
     /// Validate the configuration and exit.
     CheckConfig,
-    /// List the collector kinds this build has.
+    /// List the collector kinds this build has, with their options.
     List,
     /// Print a complete commented configuration.
     SampleConfig,
@@ -45,16 +45,11 @@ fn main() -> ExitCode {
     let registry = Registry::builtin();
     match cli.command {
         Command::List => {
-            for kind in registry.kinds() {
-                println!(
-                    "{:<12} {}  (path: {})",
-                    kind.kind, kind.description, kind.default_path
-                );
-            }
+            print!("{}", registry.list());
             ExitCode::SUCCESS
         }
         Command::SampleConfig => {
-            print!("{}", carat::defaults::SAMPLE);
+            print!("{}", carat::defaults::sample_config(&registry));
             ExitCode::SUCCESS
         }
         Command::CheckConfig => match load_config(cli.config.as_deref(), &registry) {

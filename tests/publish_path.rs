@@ -56,6 +56,7 @@ impl Collector for Replay {
     const KIND: &'static str = "replay";
     const DESCRIPTION: &'static str = "test: replays scripted batches";
     const DEFAULT_PATH: &'static str = "replay";
+    const SAMPLE: &'static str = "## --- replay ---\n# [collector.replay]\n# key = \"\"\n";
 
     fn new(config: ReplayConfig, _env: &Environment) -> Result<Self, CollectorError> {
         Ok(Replay { key: config.key })

@@ -690,7 +690,7 @@ fn value_span(value: &DeValue<'_>, path: &str) -> Option<Range<usize>> {
 /// The option names of output kind `kind`, read from its settings' derived
 /// `Deserialize` ([`carat_collector::fields::of`]); `None` for a kind this
 /// build does not have.
-fn output_options(kind: &str) -> Option<&'static [&'static str]> {
+pub fn output_options(kind: &str) -> Option<&'static [&'static str]> {
     use carat_collector::fields::of;
     match kind {
         "stdout" => of::<StdoutConfig>().ok(),

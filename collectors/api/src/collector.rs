@@ -118,6 +118,11 @@ impl Environment {
 ///     const KIND: &'static str = "filenr";
 ///     const DESCRIPTION: &'static str = "Open file handles of the whole system";
 ///     const DEFAULT_PATH: &'static str = "files";
+///     const SAMPLE: &'static str = "\
+/// ## --- filenr: open file handles of the whole system ---
+/// # [collector.filenr]
+/// # include_max = false   # also publish the system-wide maximum
+/// ";
 ///
 ///     fn new(config: FileNrConfig, env: &Environment) -> Result<Self, CollectorError> {
 ///         Ok(FileNr { path: env.proc_path("sys/fs/file-nr"), config })
@@ -167,6 +172,16 @@ pub trait Collector: Send + 'static {
     /// The path under the host name that metrics are published at, unless
     /// the instance sets `path` (Diamond's path for the same collector).
     const DEFAULT_PATH: &'static str;
+    /// The commented sample configuration of the crate the kind is in,
+    /// usually `include_str!("../sample.toml")`, shared by all its kinds:
+    /// a section per kind, starting at a line `## --- <kind>: …`, that
+    /// shows every option with its default and a comment (the format is
+    /// [`crate::sample`]'s). `carat sample-config` and the shipped
+    /// `conf/carat.toml` are assembled from the sections of the kinds the
+    /// agent registers, and the agent's tests fail when a kind, or one of
+    /// its options, is missing from it, from the crate's README or from
+    /// `carat list`.
+    const SAMPLE: &'static str;
 
     /// The keys of `Config`: the options of this kind, as opposed to named
     /// instances (see "Options that are tables" above). Provided: the

@@ -13,6 +13,8 @@
 //! - [`fields`], the option names a `Config` declares (how the agent tells
 //!   an option that is a table from a named instance);
 //! - [`input`], reading files with a bound on their size;
+//! - [`sample`], the commented sample configuration a collector crate
+//!   carries, and its sections per kind;
 //! - [`testing::Harness`], to run a collector in a test the way the agent does.
 #![warn(missing_docs)]
 
@@ -24,6 +26,7 @@ pub mod input;
 pub mod name;
 pub mod publish;
 pub mod rate;
+pub mod sample;
 pub mod testing;
 
 pub use batch::{Batch, MetricKind, Sample, SampleValue};

@@ -182,6 +182,7 @@ mod tests {
         const KIND: &'static str = "odd";
         const DESCRIPTION: &'static str = "test: odd values";
         const DEFAULT_PATH: &'static str = "odd";
+        const SAMPLE: &'static str = "## --- odd ---\n# [collector.odd]\n# restamp_after_ms = 0\n";
 
         fn new(config: OddConfig, _env: &Environment) -> Result<Self, CollectorError> {
             Ok(Odd { config, count: 0 })

@@ -232,6 +232,7 @@ impl Collector for Cpu {
     const DESCRIPTION: &'static str =
         "CPU time per state (user, system, idle, …) in percent, per core and total, from /proc/stat";
     const DEFAULT_PATH: &'static str = "cpu";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: CpuConfig, env: &Environment) -> Result<Self, CollectorError> {
         let sysinfo = match config.source.reader(Self::KIND)? {

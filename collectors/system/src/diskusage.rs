@@ -368,6 +368,7 @@ impl Collector for DiskUsage {
     const DESCRIPTION: &'static str =
         "Disk I/O per device, iostat-style (IOPS, bytes/s, await, util %), from /proc/diskstats";
     const DEFAULT_PATH: &'static str = "iostat";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: DiskUsageConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.

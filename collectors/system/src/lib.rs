@@ -23,6 +23,11 @@
 //! every option and metric.
 #![warn(missing_docs)]
 
+/// The commented sample configuration of this crate's collectors, a
+/// section per kind ([`carat_collector::sample`]): every option with its
+/// default. The agent assembles `carat sample-config` from it.
+pub const SAMPLE: &str = include_str!("../sample.toml");
+
 pub mod cpu;
 pub mod diskspace;
 pub mod diskusage;

@@ -67,6 +67,7 @@ impl Collector for LoadAvg {
     const DESCRIPTION: &'static str =
         "Load averages (1, 5, 15 min, also per CPU) and process counts, from /proc/loadavg";
     const DEFAULT_PATH: &'static str = "loadavg";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: LoadAvgConfig, env: &Environment) -> Result<Self, CollectorError> {
         let sysinfo = match config.source.reader(Self::KIND)? {

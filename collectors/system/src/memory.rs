@@ -106,6 +106,7 @@ impl Collector for Memory {
     const DESCRIPTION: &'static str =
         "Memory and swap sizes (total, free, available, cached, …) and percent used, from /proc/meminfo";
     const DEFAULT_PATH: &'static str = "memory";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: MemoryConfig, env: &Environment) -> Result<Self, CollectorError> {
         let kb_factor = match config.byte_unit.as_str() {

@@ -312,6 +312,7 @@ impl Collector for Network {
     const DESCRIPTION: &'static str =
         "Traffic, packets and errors per network interface, from /proc/net/dev";
     const DEFAULT_PATH: &'static str = "network";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: NetworkConfig, env: &Environment) -> Result<Self, CollectorError> {
         let filter = interface_filter(&config.interfaces, config.greedy)?;

@@ -91,6 +91,7 @@ impl Collector for Sockets {
     const DESCRIPTION: &'static str =
         "Socket counts per protocol from /proc/net/sockstat and sockstat6";
     const DEFAULT_PATH: &'static str = "sockets";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(_config: SocketsConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.

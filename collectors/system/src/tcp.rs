@@ -114,6 +114,7 @@ impl Collector for Tcp {
     const DESCRIPTION: &'static str =
         "TCP counters (retransmits, resets, listen drops…) from /proc/net/netstat and snmp";
     const DEFAULT_PATH: &'static str = "tcp";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: TcpConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.

@@ -60,6 +60,7 @@ impl Collector for Uptime {
     const KIND: &'static str = "uptime";
     const DESCRIPTION: &'static str = "Time since boot (in minutes by default), from /proc/uptime";
     const DEFAULT_PATH: &'static str = "uptime";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: UptimeConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.

@@ -58,6 +58,7 @@ impl Collector for VmStat {
     const DESCRIPTION: &'static str =
         "Page faults, paging and swapping per second, from /proc/vmstat";
     const DEFAULT_PATH: &'static str = "vmstat";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(_config: VmStatConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.
