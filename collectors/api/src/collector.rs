@@ -118,11 +118,9 @@ impl Environment {
 ///     const KIND: &'static str = "filenr";
 ///     const DESCRIPTION: &'static str = "Open file handles of the whole system";
 ///     const DEFAULT_PATH: &'static str = "files";
-///     const SAMPLE: &'static str = "\
-/// ## --- filenr: open file handles of the whole system ---
-/// # [collector.filenr]
-/// # include_max = false   # also publish the system-wide maximum
-/// ";
+///     // Usually include_str!("../sample.toml"), shared by the crate's kinds.
+///     const SAMPLE: &'static str =
+///         "## --- filenr: open files ---\n# [collector.filenr]\n# include_max = false  # the maximum too\n";
 ///
 ///     fn new(config: FileNrConfig, env: &Environment) -> Result<Self, CollectorError> {
 ///         Ok(FileNr { path: env.proc_path("sys/fs/file-nr"), config })

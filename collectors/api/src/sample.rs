@@ -16,8 +16,10 @@
 //!   with a comment saying what it does.
 //!
 //! ```
-//! let sample = "## --- a: first ---\n[collector.a]\nx = 1  # what x does\n\n\
-//!               ## --- b: second ---\n# [collector.b]\n";
+//! let a = "## --- a: first ---\n[collector.a]\nx = 1  # what x does\n\n";
+//! let b = "## --- b: second ---\n# [collector.b]\n";
+//! let sample = format!("{a}{b}");
+//! let sample = sample.as_str();
 //! assert_eq!(carat_collector::sample::kinds(sample).collect::<Vec<_>>(), ["a", "b"]);
 //! assert_eq!(
 //!     carat_collector::sample::section(sample, "b"),
