@@ -353,3 +353,30 @@ fn every_output_and_option_is_in_the_sample_and_the_readme() {
     }
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
 }
+
+#[test]
+fn every_collector_crate_is_in_the_layout_and_its_description_names_its_kinds() {
+    let readme = read(&root().join("README.md"));
+    let mut problems = Vec::new();
+    for (dir, sample) in crates() {
+        let rel = dir.strip_prefix(root()).unwrap().display().to_string();
+        if !readme
+            .lines()
+            .any(|l| l.starts_with(&format!("| `{rel}` |")))
+        {
+            problems.push(format!("README.md's layout table has no row for `{rel}`"));
+        }
+        let manifest: toml::Table = toml::from_str(&read(&dir.join("Cargo.toml"))).unwrap();
+        let description = manifest["package"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        for kind in sample::kinds(&sample) {
+            if !description.contains(kind) {
+                problems.push(format!(
+                    "{rel}/Cargo.toml's description does not name `{kind}`"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
+}

@@ -52,6 +52,7 @@ pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, 
             acc.files.push(extra);
         }
     }
+    check_self_metric_names(&acc.collectors)?;
     if acc.outputs.is_empty() {
         return Err(ConfigError::file(
             file,
@@ -64,6 +65,31 @@ pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, 
         outputs: acc.outputs.into_values().collect(),
         files: acc.files,
     })
+}
+
+/// Refuses two instances whose self-metrics would be published under the
+/// same `carat.collector.<component>` (`[collector.a_b]` of a kind `a_b`
+/// and `[collector.a.b]`, both `a_b`), which would mix their counts.
+fn check_self_metric_names(
+    collectors: &BTreeMap<String, CollectorInstance>,
+) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<String, &CollectorInstance> = BTreeMap::new();
+    for instance in collectors.values() {
+        let component = crate::scheduler::self_metrics_component(&instance.name);
+        if let Some(other) = seen.insert(component.clone(), instance) {
+            return Err(ConfigError::at_position(
+                &instance.origin.file,
+                Some((instance.origin.line, 1)),
+                Some(format!("collector.{}", instance.name)),
+                format!(
+                    "collector instances `{}` ({}) and `{}` would both publish their \
+                     self-metrics under carat.collector.{component}: rename one",
+                    other.name, other.origin, instance.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `*.toml` files of `dir`, sorted by name.
@@ -843,6 +869,56 @@ mod tests {
             let options = output_options(kind).unwrap_or_default();
             assert!(options.contains(&"queue_size"), "{kind}: {options:?}");
         }
+    }
+
+    #[derive(Clone, Default, Deserialize)]
+    struct NoOptions {}
+
+    /// A collector kind with a `_` in its name, for the self-metrics clash.
+    struct Underscored;
+
+    impl carat_collector::Collector for Underscored {
+        type Config = NoOptions;
+        const KIND: &'static str = "a_b";
+        const DESCRIPTION: &'static str = "test";
+        const DEFAULT_PATH: &'static str = "a_b";
+        const SAMPLE: &'static str = "";
+        fn new(_: NoOptions, _: &Environment) -> Result<Self, CollectorError> {
+            Ok(Underscored)
+        }
+        async fn collect(&mut self, _: &mut carat_collector::Batch) -> Result<(), CollectorError> {
+            Ok(())
+        }
+    }
+
+    struct Plain;
+
+    impl carat_collector::Collector for Plain {
+        type Config = NoOptions;
+        const KIND: &'static str = "a";
+        const DESCRIPTION: &'static str = "test";
+        const DEFAULT_PATH: &'static str = "a";
+        const SAMPLE: &'static str = "";
+        fn new(_: NoOptions, _: &Environment) -> Result<Self, CollectorError> {
+            Ok(Plain)
+        }
+        async fn collect(&mut self, _: &mut carat_collector::Batch) -> Result<(), CollectorError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn two_instances_with_the_same_self_metrics_are_refused() {
+        let mut registry = Registry::empty();
+        registry.register::<Underscored>().register::<Plain>();
+        let text = "[collector.a_b]\n[collector.a.b]\n[output.stdout]\n";
+        let e = load_str(text, Path::new("t.toml"), &registry).unwrap_err();
+        assert!(
+            e.message
+                .contains("`a.b` (t.toml:2) and `a_b` would both publish")
+                && e.message.contains("carat.collector.a_b"),
+            "{e}"
+        );
     }
 
     #[test]
