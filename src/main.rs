@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use carat::{load_config, Agent, Registry};
+use carat::config::Outputs;
+use carat::{load_config, load_config_with, Agent, Registry};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -27,7 +28,8 @@ struct Cli {
 enum Command {
     /// Run the agent in the foreground until SIGTERM, SIGINT or SIGQUIT.
     Run,
-    /// Run every enabled collector twice, print the metrics, exit.
+    /// Run every enabled collector twice, print the metrics, exit. Any valid
+    /// configuration, with or without outputs: nothing is sent.
     Once {
         /// Seconds between the two runs (rates need two samples).
         #[arg(long, default_value_t = 1.0)]
@@ -74,7 +76,10 @@ fn main() -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Once { gap } => {
-            let (config, _) = match load_config(cli.config.as_deref(), &registry) {
+            // Like Telegraf's --test: any valid configuration, with or
+            // without outputs (nothing is sent; the lines are printed).
+            let loaded = load_config_with(cli.config.as_deref(), &registry, Outputs::Optional);
+            let (config, _) = match loaded {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };

@@ -405,3 +405,43 @@ fn colour_on_a_terminal_unless_no_color() {
         "the log was written: {plain:?}"
     );
 }
+
+/// `carat once` runs the collectors of any valid configuration, with or
+/// without outputs (it sends nothing); `run` and `check-config` still need
+/// an output.
+#[test]
+fn once_needs_no_output_but_run_and_check_config_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carat.toml");
+    std::fs::write(
+        &path,
+        "[agent]\nhostname = \"h\"\nself_metrics = false\n[collector.loadavg]\n",
+    )
+    .unwrap();
+    let out = carat()
+        .args(["once", "--gap", "0", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("servers.h.loadavg.01 ")),
+        "{text}"
+    );
+    for command in ["check-config", "run"] {
+        let out = carat().arg(command).arg("-c").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no output is configured"), "{command}: {err}");
+    }
+    // A configuration `once` cannot use is refused as before.
+    std::fs::write(&path, "[collector.loadavg]\nsourse = \"proc\"\n").unwrap();
+    let out = carat().args(["once", "-c"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sourse"));
+}

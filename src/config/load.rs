@@ -23,17 +23,47 @@ use crate::registry::{self, BuildFn, Registry};
 /// The file name reported for the built-in default configuration.
 pub const BUILTIN_NAME: &str = "<built-in default>";
 
+/// Whether a configuration must have an output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outputs {
+    /// At least one: what `run` and `check-config` need (an agent without
+    /// an output would collect for nothing).
+    Required,
+    /// Any number, none included: `carat once` prints what the collectors
+    /// publish itself, like Telegraf's `--test`.
+    Optional,
+}
+
 /// Reads and validates the configuration in `path`, then the files of its
-/// `config_dir`.
+/// `config_dir`. It must have an output.
 pub fn load_file(path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
+    load_file_with(path, registry, Outputs::Required)
+}
+
+/// [`load_file`], with or without an output.
+pub fn load_file_with(
+    path: &Path,
+    registry: &Registry,
+    outputs: Outputs,
+) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::file(path, format!("cannot read the configuration: {e}")))?;
-    load_str(&text, path, registry)
+    load_str_with(&text, path, registry, outputs)
 }
 
 /// Validates configuration `text` as if read from `file`, then reads the
-/// files of its `config_dir`.
+/// files of its `config_dir`. It must have an output.
 pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, ConfigError> {
+    load_str_with(text, file, registry, Outputs::Required)
+}
+
+/// [`load_str`], with or without an output.
+pub fn load_str_with(
+    text: &str,
+    file: &Path,
+    registry: &Registry,
+    outputs: Outputs,
+) -> Result<Config, ConfigError> {
     let mut acc = Accumulator::default();
     let agent = parse_document(text, file, registry, None, &mut acc)?.unwrap_or_default();
     acc.files.push(file.to_owned());
@@ -53,7 +83,7 @@ pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, 
         }
     }
     check_self_metric_names(&acc.collectors)?;
-    if acc.outputs.is_empty() {
+    if acc.outputs.is_empty() && outputs == Outputs::Required {
         return Err(ConfigError::file(
             file,
             "no output is configured: add an [output.graphite] or [output.stdout] table",
