@@ -37,14 +37,8 @@ fn error_of(toml: &str) -> carat::ConfigError {
     }
 }
 
-#[tokio::test]
-async fn a_map_option_and_a_list_of_tables_option() {
-    let inline = published(
-        r#"
-[collector.tabled]
-scale = 2
-labels = { env = "prod", team = "db" }
-
+/// A list of tables, `queries`, of the test collector `tabled`.
+const QUERIES: &str = r#"
 [[collector.tabled.queries]]
 name = "orders"
 value = 3
@@ -52,8 +46,13 @@ value = 3
 [[collector.tabled.queries]]
 name = "users"
 value = 5
-"#,
-    )
+"#;
+
+#[tokio::test]
+async fn a_map_option_and_a_list_of_tables_option() {
+    let inline = published(&format!(
+        "[collector.tabled]\nscale = 2\nlabels = {{ env = \"prod\", team = \"db\" }}\n{QUERIES}"
+    ))
     .await;
     assert_eq!(
         inline,
@@ -65,29 +64,16 @@ value = 5
         ]
     );
     // The map as a table of its own: still the option, not an instance.
-    let header = published(
-        r#"
-[collector.tabled]
-scale = 2
-[collector.tabled.labels]
-env = "prod"
-team = "db"
-[[collector.tabled.queries]]
-name = "orders"
-value = 3
-[[collector.tabled.queries]]
-name = "users"
-value = 5
-"#,
-    )
+    let header = published(&format!(
+        "[collector.tabled]\nscale = 2\n[collector.tabled.labels]\nenv = \"prod\"\nteam = \"db\"\n{QUERIES}"
+    ))
     .await;
     assert_eq!(header, inline);
 }
 
 #[tokio::test]
 async fn named_instances_beside_table_options() {
-    let config = support::config(
-        r#"
+    let collectors = r#"
 [collector.tabled]
 scale = 1
 labels = { env = "prod" }
@@ -101,32 +87,12 @@ scale = 10
 [collector.tabled.core]
 [collector.tabled.core.labels]
 site = "par"
-
-[output.stdout]
-"#,
-    );
+"#;
+    let config = support::config(&format!("{collectors}\n[output.stdout]\n"));
     let names: Vec<_> = config.collectors.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["tabled.core", "tabled.edge"]);
-    let lines = published(
-        r#"
-[collector.tabled]
-scale = 1
-labels = { env = "prod" }
-[[collector.tabled.queries]]
-name = "orders"
-value = 3
-
-[collector.tabled.edge]
-scale = 10
-
-[collector.tabled.core]
-[collector.tabled.core.labels]
-site = "par"
-"#,
-    )
-    .await;
     assert_eq!(
-        lines,
+        published(collectors).await,
         [
             // An instance's own table option replaces the default whole.
             "tabled.core.labels.site.par 1",

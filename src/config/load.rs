@@ -904,33 +904,18 @@ mod tests {
     #[derive(Clone, Default, Deserialize)]
     struct NoOptions {}
 
-    /// A collector kind with a `_` in its name, for the self-metrics clash.
-    struct Underscored;
+    /// A collector kind named `a_b` (`UNDERSCORE`) or `a`: `[collector.a_b]`
+    /// and `[collector.a.b]` would share their self-metrics.
+    struct Named<const UNDERSCORE: bool>;
 
-    impl carat_collector::Collector for Underscored {
+    impl<const UNDERSCORE: bool> carat_collector::Collector for Named<UNDERSCORE> {
         type Config = NoOptions;
-        const KIND: &'static str = "a_b";
+        const KIND: &'static str = if UNDERSCORE { "a_b" } else { "a" };
         const DESCRIPTION: &'static str = "test";
-        const DEFAULT_PATH: &'static str = "a_b";
+        const DEFAULT_PATH: &'static str = Self::KIND;
         const SAMPLE: &'static str = "";
         fn new(_: NoOptions, _: &Environment) -> Result<Self, CollectorError> {
-            Ok(Underscored)
-        }
-        async fn collect(&mut self, _: &mut carat_collector::Batch) -> Result<(), CollectorError> {
-            Ok(())
-        }
-    }
-
-    struct Plain;
-
-    impl carat_collector::Collector for Plain {
-        type Config = NoOptions;
-        const KIND: &'static str = "a";
-        const DESCRIPTION: &'static str = "test";
-        const DEFAULT_PATH: &'static str = "a";
-        const SAMPLE: &'static str = "";
-        fn new(_: NoOptions, _: &Environment) -> Result<Self, CollectorError> {
-            Ok(Plain)
+            Ok(Named)
         }
         async fn collect(&mut self, _: &mut carat_collector::Batch) -> Result<(), CollectorError> {
             Ok(())
@@ -940,7 +925,9 @@ mod tests {
     #[test]
     fn two_instances_with_the_same_self_metrics_are_refused() {
         let mut registry = Registry::empty();
-        registry.register::<Underscored>().register::<Plain>();
+        registry
+            .register::<Named<true>>()
+            .register::<Named<false>>();
         let text = "[collector.a_b]\n[collector.a.b]\n[output.stdout]\n";
         let e = load_str(text, Path::new("t.toml"), &registry).unwrap_err();
         assert!(
