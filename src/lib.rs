@@ -27,14 +27,29 @@ use std::path::Path;
 
 /// Loads the configuration carat would use with `-c explicit`: the given
 /// file, `$CARAT_CONFIG`, `/etc/carat/carat.toml`, or the built-in default.
-/// Returns the configuration and whether it is the built-in one.
+/// Returns the configuration and whether it is the built-in one. It must
+/// have an output (as `run` and `check-config` need).
 pub fn load_config(
     explicit: Option<&Path>,
     registry: &Registry,
 ) -> Result<(Config, bool), ConfigError> {
+    load_config_with(explicit, registry, config::Outputs::Required)
+}
+
+/// [`load_config`], with or without an output (`carat once` needs none).
+pub fn load_config_with(
+    explicit: Option<&Path>,
+    registry: &Registry,
+    outputs: config::Outputs,
+) -> Result<(Config, bool), ConfigError> {
     match defaults::config_path(explicit) {
-        Some(path) => config::load_file(&path, registry).map(|c| (c, false)),
-        None => config::load_str(defaults::BUILTIN, Path::new(config::BUILTIN_NAME), registry)
-            .map(|c| (c, true)),
+        Some(path) => config::load_file_with(&path, registry, outputs).map(|c| (c, false)),
+        None => config::load_str_with(
+            defaults::BUILTIN,
+            Path::new(config::BUILTIN_NAME),
+            registry,
+            outputs,
+        )
+        .map(|c| (c, true)),
     }
 }

@@ -1,10 +1,12 @@
 //! The `carat` command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use carat::{load_config, Agent, Registry};
+use carat::config::Outputs;
+use carat::{load_config, load_config_with, Agent, Registry};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -26,7 +28,8 @@ struct Cli {
 enum Command {
     /// Run the agent in the foreground until SIGTERM, SIGINT or SIGQUIT.
     Run,
-    /// Run every enabled collector twice, print the metrics, exit.
+    /// Run every enabled collector twice, print the metrics, exit. Any valid
+    /// configuration, with or without outputs: nothing is sent.
     Once {
         /// Seconds between the two runs (rates need two samples).
         #[arg(long, default_value_t = 1.0)]
@@ -34,7 +37,7 @@ enum Command {
     },
     /// Validate the configuration and exit.
     CheckConfig,
-    /// List the collector kinds this build has.
+    /// List the collector kinds this build has, with their options.
     List,
     /// Print a complete commented configuration.
     SampleConfig,
@@ -45,16 +48,11 @@ fn main() -> ExitCode {
     let registry = Registry::builtin();
     match cli.command {
         Command::List => {
-            for kind in registry.kinds() {
-                println!(
-                    "{:<12} {}  (path: {})",
-                    kind.kind, kind.description, kind.default_path
-                );
-            }
+            print!("{}", registry.list());
             ExitCode::SUCCESS
         }
         Command::SampleConfig => {
-            print!("{}", carat::defaults::SAMPLE);
+            print!("{}", carat::defaults::sample_config(&registry));
             ExitCode::SUCCESS
         }
         Command::CheckConfig => match load_config(cli.config.as_deref(), &registry) {
@@ -78,7 +76,10 @@ fn main() -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Once { gap } => {
-            let (config, _) = match load_config(cli.config.as_deref(), &registry) {
+            // Like Telegraf's --test: any valid configuration, with or
+            // without outputs (nothing is sent; the lines are printed).
+            let loaded = load_config_with(cli.config.as_deref(), &registry, Outputs::Optional);
+            let (config, _) = match loaded {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
@@ -162,6 +163,13 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Colour in the log only when standard error is a terminal, and `NO_COLOR`
+/// (<https://no-color.org>) is not set to something: a log written to a
+/// file, a pipe or the journal carries no escape codes.
+fn colour_wanted() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(default_level))
@@ -169,6 +177,7 @@ fn init_logging(default_level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_wanted())
         .with_target(false)
         .init();
     // Collector panics are caught and reported once per burst by the

@@ -1,17 +1,15 @@
-//! From a collector's batch to published metrics: full names, the
-//! whitelist and blacklist, and counters turned into rates.
+//! From a collector's batch to the metrics handed to outputs: the instance's
+//! path prefix added to what [`carat_collector::publish`] publishes.
+//!
+//! Filters, rates and the dropping of NaN are not here: they are
+//! [`carat_collector::publish::Publisher`]'s, the function the test harness
+//! uses too, so a collector's tests see what the agent publishes.
 
-use std::time::Duration;
+use carat_collector::{name, publish, Batch};
 
-use carat_collector::rate::CounterUpdate;
-use carat_collector::{name, Batch, RateTracker, SampleValue};
-use regex::RegexSet;
+pub use carat_collector::publish::{NameFilter, PublishReport};
 
 use crate::metrics::MetricBatch;
-
-/// Counters not seen for this many runs are forgotten (a deleted queue, an
-/// interface that went away), so rate state cannot grow without bound.
-const FORGET_AFTER_RUNS: u64 = 10;
 
 /// `<prefix>.<host>[.<suffix>].<collector path>`, each component sanitised.
 pub fn metric_prefix(
@@ -27,53 +25,13 @@ pub fn metric_prefix(
     out
 }
 
-/// Which metric names an instance publishes.
-#[derive(Clone, Debug, Default)]
-pub struct NameFilter {
-    whitelist: Option<RegexSet>,
-    blacklist: Option<RegexSet>,
-}
-
-impl NameFilter {
-    /// Builds a filter. Patterns are anchored at the start of the name, as
-    /// Diamond's `re.match` is: `total` matches `total.user`, not `cpu0.total`.
-    pub fn new(whitelist: &[String], blacklist: &[String]) -> Result<Self, regex::Error> {
-        let set = |patterns: &[String]| -> Result<Option<RegexSet>, regex::Error> {
-            if patterns.is_empty() {
-                return Ok(None);
-            }
-            RegexSet::new(patterns.iter().map(|p| format!("^(?:{p})"))).map(Some)
-        };
-        Ok(NameFilter {
-            whitelist: set(whitelist)?,
-            blacklist: set(blacklist)?,
-        })
-    }
-
-    /// True when `name` is to be published.
-    pub fn allows(&self, name: &str) -> bool {
-        self.whitelist.as_ref().is_none_or(|w| w.is_match(name))
-            && !self.blacklist.as_ref().is_some_and(|b| b.is_match(name))
-    }
-}
-
-/// What one run of the pipeline produced besides the metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PublishReport {
-    /// Samples dropped because their value was NaN or infinite.
-    pub non_finite: usize,
-    /// Samples dropped by the whitelist or blacklist.
-    pub filtered: usize,
-}
-
 /// Turns the batches of one collector instance into named metrics. Holds the
 /// instance's rate state, which outlives the collector itself (a collector
 /// rebuilt after a panic keeps its rates).
 #[derive(Debug)]
 pub struct Publisher {
     prefix: String,
-    filter: NameFilter,
-    rates: RateTracker,
+    inner: publish::Publisher,
 }
 
 impl Publisher {
@@ -81,8 +39,7 @@ impl Publisher {
     pub fn new(prefix: String, filter: NameFilter) -> Self {
         Publisher {
             prefix,
-            filter,
-            rates: RateTracker::default(),
+            inner: publish::Publisher::new(filter),
         }
     }
 
@@ -91,46 +48,22 @@ impl Publisher {
         &self.prefix
     }
 
-    /// Names, filters and rate-converts `batch`.
+    /// Publishes `batch` ([`publish::Publisher::publish`]) under the prefix.
     pub fn publish(&mut self, batch: &Batch) -> (MetricBatch, PublishReport) {
-        let at = batch.taken_at();
         let mut out =
             MetricBatch::with_capacity(batch.unix_seconds(), batch.len(), self.prefix.len() + 24);
-        let mut report = PublishReport::default();
-        for sample in batch.iter() {
-            if !self.filter.allows(sample.name) {
-                report.filtered += 1;
-                continue;
-            }
-            let (value, increase) = match sample.value {
-                SampleValue::Gauge(v) => (v, None),
-                SampleValue::Counter(v, width) => {
-                    match self.rates.update(sample.name, v, at, width) {
-                        CounterUpdate::Delta(d) => (d.per_second(), Some(d.increase)),
-                        _ => continue,
-                    }
-                }
-            };
-            if !value.is_finite() {
-                report.non_finite += 1;
-                continue;
-            }
-            out.push(&self.prefix, sample.name, value, increase);
-        }
-        self.rates.end_cycle(FORGET_AFTER_RUNS);
+        let prefix = &self.prefix;
+        let report = self
+            .inner
+            .publish(batch, |m| out.push(prefix, m.name, m.value, m.increase));
         (out, report)
     }
-}
-
-/// The elapsed time of a run, in milliseconds, for self-metrics.
-pub fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Instant, SystemTime};
+    use std::time::{Duration, Instant, SystemTime};
 
     #[test]
     fn prefix_is_sanitised_and_skips_empty_parts() {
@@ -143,15 +76,6 @@ mod tests {
             "servers.a.b.dc1.haproxy.edge"
         );
         assert_eq!(metric_prefix("", "h", "", "x"), "h.x");
-    }
-
-    #[test]
-    fn filters_are_anchored_like_diamond() {
-        let f = NameFilter::new(&["total".into()], &["total\\.guest".into()]).unwrap();
-        assert!(f.allows("total.user"));
-        assert!(!f.allows("cpu0.total"));
-        assert!(!f.allows("total.guest_nice"));
-        assert!(NameFilter::default().allows("anything"));
     }
 
     #[test]

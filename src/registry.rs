@@ -23,6 +23,14 @@ pub struct CollectorKind {
     pub description: &'static str,
     /// The metric path used when an instance sets none.
     pub default_path: &'static str,
+    /// The kind's own option names ([`Collector::options`]): a key of
+    /// `[collector.<kind>]` that is one of these (or an option every
+    /// collector has) is an option, never a named instance.
+    pub options: &'static [&'static str],
+    /// The kind's section of its crate's sample configuration
+    /// ([`Collector::SAMPLE`], [`carat_collector::sample::section`]); `None`
+    /// when the crate's sample has no section for it.
+    pub sample: Option<&'static str>,
     parse: ParseFn,
 }
 
@@ -74,6 +82,8 @@ impl DynCollector for SampleLimit {
 #[derive(Clone, Default)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, CollectorKind>,
+    /// The kinds in the order they were registered.
+    order: Vec<&'static str>,
 }
 
 impl Registry {
@@ -109,9 +119,14 @@ impl Registry {
                 kind: C::KIND,
                 description: C::DESCRIPTION,
                 default_path: C::DEFAULT_PATH,
+                options: C::options(),
+                sample: carat_collector::sample::section(C::SAMPLE, C::KIND),
                 parse: parse_options::<C>,
             },
         );
+        if !self.order.contains(&C::KIND) {
+            self.order.push(C::KIND);
+        }
         self
     }
 
@@ -123,5 +138,30 @@ impl Registry {
     /// All kinds, sorted by name.
     pub fn kinds(&self) -> impl Iterator<Item = &CollectorKind> {
         self.kinds.values()
+    }
+
+    /// All kinds in the order they were registered (the order of the
+    /// sample configuration: the system collectors first).
+    pub fn in_order(&self) -> impl Iterator<Item = &CollectorKind> {
+        self.order.iter().filter_map(|k| self.kinds.get(k))
+    }
+
+    /// What `carat list` prints: a line per kind, sorted by name, with its
+    /// description and path, then the kind's own options.
+    pub fn list(&self) -> String {
+        let mut out = String::new();
+        for kind in self.kinds() {
+            out.push_str(&format!(
+                "{:<12} {}  (path: {})\n",
+                kind.kind, kind.description, kind.default_path
+            ));
+            let options = if kind.options.is_empty() {
+                "none of its own".to_owned()
+            } else {
+                kind.options.join(", ")
+            };
+            out.push_str(&format!("{:<12} options: {options}\n", ""));
+        }
+        out
     }
 }

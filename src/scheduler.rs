@@ -215,6 +215,17 @@ fn publish(instance: &mut Instance, batch: &Batch) {
     instance.fanout.send(metrics);
 }
 
+/// The component under `carat.collector.` that instance `instance`'s
+/// self-metrics are published at: the instance's name as one path
+/// component, so a named instance's dot becomes `_` (`haproxy.edge` →
+/// `haproxy_edge`). One component per instance keeps every instance at the
+/// same depth in Graphite: `carat.collector.*.errors` is every instance's
+/// errors, and an instance is never a sub-tree of another
+/// (`collector.haproxy.runs` beside `collector.haproxy.edge.runs`).
+pub fn self_metrics_component(instance: &str) -> String {
+    carat_collector::name::component(instance)
+}
+
 /// Logs failures once per burst and recovery once.
 struct Health {
     name: String,
@@ -237,7 +248,7 @@ impl Health {
                 collector = %self.name,
                 "collector {} failed: {why}; retrying with backoff, further failures are counted in carat.collector.{}.*",
                 self.name,
-                self.name
+                self_metrics_component(&self.name)
             );
         } else {
             tracing::debug!(collector = %self.name, "failed again: {why}");

@@ -296,3 +296,153 @@ fn once_reports_each_failing_collector_once() {
         "{err}"
     );
 }
+
+/// `carat run` of `config` (TOML) for `seconds`, stopped with SIGTERM:
+/// its standard output and standard error (both pipes).
+fn run_for(config: &str, seconds: f64) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carat.toml");
+    std::fs::write(
+        &path,
+        config.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .unwrap();
+    let (mut child, lines) = spawn_run(&["-c", path.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    let out: Vec<String> = lines.try_iter().collect();
+    (out.join("\n"), stderr_of(&mut child))
+}
+
+/// A named instance's self-metrics are one component, `haproxy_edge`, and
+/// the log says so; the log to a pipe has no colour; run times are
+/// published with sub-millisecond precision.
+#[test]
+fn self_metrics_of_a_named_instance_log_without_colour_and_run_times() {
+    let (out, err) = run_for(
+        "[agent]\nhostname = \"h\"\ninterval = 0.3\nsplay = 0\n\
+         [collector.loadavg]\n\
+         [collector.haproxy.edge]\nsocket = \"{dir}/missing.sock\"\n\
+         [output.stdout]\n",
+        2.0,
+    );
+    // The log names the place the failures are counted at...
+    assert!(
+        err.contains("further failures are counted in carat.collector.haproxy_edge.*"),
+        "{err}"
+    );
+    assert!(!err.contains("carat.collector.haproxy.edge"), "{err}");
+    // ... which is where they are published.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("servers.h.carat.collector.haproxy_edge.failing 1 ")),
+        "{out}"
+    );
+    assert!(!out.contains("carat.collector.haproxy.edge."), "{out}");
+    // The instance's own metrics are under its path, haproxy.edge.
+    assert!(
+        err.contains("collector haproxy.edge every 300ms at servers.h.haproxy.edge"),
+        "{err}"
+    );
+
+    // No ANSI colour codes in a log that goes to a pipe.
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+
+    // Run times in milliseconds with their fraction: loadavg takes well
+    // under a millisecond here, which whole milliseconds would show as 0.
+    let times: Vec<f64> = out
+        .lines()
+        .filter(|l| l.starts_with("servers.h.carat.collector.loadavg.run_time_ms "))
+        .map(|l| assert_graphite_line(l).1)
+        .collect();
+    assert!(
+        times.iter().any(|t| t.fract() != 0.0 && *t > 0.0),
+        "run times {times:?}"
+    );
+}
+
+/// On a terminal the log is coloured, unless `NO_COLOR` is set. `script`
+/// (util-linux) gives carat a terminal.
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    let script = Command::new("script").arg("--version").output();
+    assert!(
+        script.is_ok_and(|o| o.status.success()),
+        "this test needs `script` from util-linux: apt-get install util-linux"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("carat.toml");
+    std::fs::write(&config, "[collector.loadavg]\n[output.stdout]\n").unwrap();
+    let on_terminal = |no_color: Option<&str>| {
+        let mut c = Command::new("script");
+        c.args(["-qec"])
+            .arg(format!(
+                "timeout --preserve-status -s TERM 1 {} run -c {} >/dev/null",
+                env!("CARGO_BIN_EXE_carat"),
+                config.display()
+            ))
+            .arg("/dev/null")
+            .stdin(Stdio::null())
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        // `timeout` ends carat with SIGTERM: carat exits 0, and so does
+        // `script -e`.
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = on_terminal(None);
+    assert!(coloured.contains("\u{1b}["), "{coloured:?}");
+    let plain = on_terminal(Some("1"));
+    assert!(!plain.contains('\u{1b}'), "{plain:?}");
+    assert!(
+        plain.contains("INFO configuration read from"),
+        "the log was written: {plain:?}"
+    );
+}
+
+/// `carat once` runs the collectors of any valid configuration, with or
+/// without outputs (it sends nothing); `run` and `check-config` still need
+/// an output.
+#[test]
+fn once_needs_no_output_but_run_and_check_config_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carat.toml");
+    std::fs::write(
+        &path,
+        "[agent]\nhostname = \"h\"\nself_metrics = false\n[collector.loadavg]\n",
+    )
+    .unwrap();
+    let out = carat()
+        .args(["once", "--gap", "0", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("servers.h.loadavg.01 ")),
+        "{text}"
+    );
+    let refusal = |command: &str| {
+        let out = carat().arg(command).arg("-c").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for command in ["check-config", "run"] {
+        let err = refusal(command);
+        assert!(err.contains("no output is configured"), "{command}: {err}");
+    }
+    // A configuration `once` cannot use is refused as before.
+    std::fs::write(&path, "[collector.loadavg]\nsourse = \"proc\"\n").unwrap();
+    assert!(refusal("once").contains("sourse"));
+}

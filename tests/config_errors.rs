@@ -444,7 +444,7 @@ port = 2103
 #[test]
 fn the_shipped_sample_configuration_is_valid() {
     let c = carat::config::load_str(
-        carat::defaults::SAMPLE,
+        &carat::defaults::sample_config(&carat::Registry::builtin()),
         Path::new("conf/carat.toml"),
         &carat::Registry::builtin(),
     )

@@ -23,17 +23,47 @@ use crate::registry::{self, BuildFn, Registry};
 /// The file name reported for the built-in default configuration.
 pub const BUILTIN_NAME: &str = "<built-in default>";
 
+/// Whether a configuration must have an output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outputs {
+    /// At least one: what `run` and `check-config` need (an agent without
+    /// an output would collect for nothing).
+    Required,
+    /// Any number, none included: `carat once` prints what the collectors
+    /// publish itself, like Telegraf's `--test`.
+    Optional,
+}
+
 /// Reads and validates the configuration in `path`, then the files of its
-/// `config_dir`.
+/// `config_dir`. It must have an output.
 pub fn load_file(path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
+    load_file_with(path, registry, Outputs::Required)
+}
+
+/// [`load_file`], with or without an output.
+pub fn load_file_with(
+    path: &Path,
+    registry: &Registry,
+    outputs: Outputs,
+) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::file(path, format!("cannot read the configuration: {e}")))?;
-    load_str(&text, path, registry)
+    load_str_with(&text, path, registry, outputs)
 }
 
 /// Validates configuration `text` as if read from `file`, then reads the
-/// files of its `config_dir`.
+/// files of its `config_dir`. It must have an output.
 pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, ConfigError> {
+    load_str_with(text, file, registry, Outputs::Required)
+}
+
+/// [`load_str`], with or without an output.
+pub fn load_str_with(
+    text: &str,
+    file: &Path,
+    registry: &Registry,
+    outputs: Outputs,
+) -> Result<Config, ConfigError> {
     let mut acc = Accumulator::default();
     let agent = parse_document(text, file, registry, None, &mut acc)?.unwrap_or_default();
     acc.files.push(file.to_owned());
@@ -52,7 +82,8 @@ pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, 
             acc.files.push(extra);
         }
     }
-    if acc.outputs.is_empty() {
+    check_self_metric_names(&acc.collectors)?;
+    if acc.outputs.is_empty() && outputs == Outputs::Required {
         return Err(ConfigError::file(
             file,
             "no output is configured: add an [output.graphite] or [output.stdout] table",
@@ -64,6 +95,31 @@ pub fn load_str(text: &str, file: &Path, registry: &Registry) -> Result<Config, 
         outputs: acc.outputs.into_values().collect(),
         files: acc.files,
     })
+}
+
+/// Refuses two instances whose self-metrics would be published under the
+/// same `carat.collector.<component>` (`[collector.a_b]` of a kind `a_b`
+/// and `[collector.a.b]`, both `a_b`), which would mix their counts.
+fn check_self_metric_names(
+    collectors: &BTreeMap<String, CollectorInstance>,
+) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<String, &CollectorInstance> = BTreeMap::new();
+    for instance in collectors.values() {
+        let component = crate::scheduler::self_metrics_component(&instance.name);
+        if let Some(other) = seen.insert(component.clone(), instance) {
+            return Err(ConfigError::at_position(
+                &instance.origin.file,
+                Some((instance.origin.line, 1)),
+                Some(format!("collector.{}", instance.name)),
+                format!(
+                    "collector instances `{}` ({}) and `{}` would both publish their \
+                     self-metrics under carat.collector.{component}: rename one",
+                    other.name, other.origin, instance.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `*.toml` files of `dir`, sorted by name.
@@ -287,12 +343,20 @@ fn parse_document(
         let key_span = key.span();
         match key.get_ref().as_ref() {
             "collector" => {
-                for (kind, instance, table) in instances("collector", value, &src)? {
+                let options_of = |kind: &str| {
+                    registry.get(kind).map(|k| KindOptions {
+                        own: k.options,
+                        common: COMMON_COLLECTOR_KEYS,
+                    })
+                };
+                for (kind, instance, table) in instances("collector", value, &src, &options_of)? {
                     add_collector(&src, registry, settings, acc, kind, instance, table)?;
                 }
             }
             "output" => {
-                for (kind, instance, table) in instances("output", value, &src)? {
+                let options_of =
+                    |kind: &str| output_options(kind).map(|own| KindOptions { own, common: &[] });
+                for (kind, instance, table) in instances("output", value, &src, &options_of)? {
                     add_output(&src, acc, kind, instance, table)?;
                 }
             }
@@ -344,14 +408,73 @@ fn substitute_env(
 /// and its table (shared keys of the kind table merged in).
 type InstanceTable<'i> = (String, String, Spanned<DeValue<'i>>);
 
-/// Splits `[collector]` or `[output]` into instances. In a kind's table,
-/// keys whose values are tables are named instances (`[collector.haproxy.edge]`),
-/// and the kind table's other keys are shared defaults for them; a kind
-/// table with no sub-table is a single instance named after the kind.
+/// The option names of one kind of collector or output: what a key of its
+/// kind table may be besides a named instance.
+#[derive(Clone, Copy)]
+struct KindOptions {
+    /// The kind's own options.
+    own: &'static [&'static str],
+    /// Options every instance of the section has (the collectors' common
+    /// options; none for outputs).
+    common: &'static [&'static str],
+}
+
+impl KindOptions {
+    fn contains(&self, key: &str) -> bool {
+        self.own.contains(&key) || self.common.contains(&key)
+    }
+
+    /// The options, for an error message: `a, b` (and the common ones).
+    fn describe(&self) -> String {
+        let own = if self.own.is_empty() {
+            "none of its own".to_owned()
+        } else {
+            self.own.join(", ")
+        };
+        if self.common.is_empty() {
+            own
+        } else {
+            format!(
+                "{own}; and those every collector has: {}",
+                self.common.join(", ")
+            )
+        }
+    }
+}
+
+/// True for a name a named instance may have: letters, digits, `_` and `-`,
+/// so that it is one component of the metric path as written.
+fn is_instance_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Splits `[collector]` or `[output]` into instances. In a kind's table
+/// (`[collector.<kind>]`), a key is:
+///
+/// 1. an option when the kind declares it (`options_of(kind)`, its own
+///    options and the common ones), whatever its value: a table or a list
+///    of tables too;
+/// 2. else, when its value is a table, a named instance
+///    (`[collector.haproxy.edge]`), whose name must be letters, digits,
+///    `_` and `-` and whose table must hold at least one option of the
+///    kind, or be empty;
+/// 3. else an option the kind does not have, left for the kind's
+///    deserializer to refuse with its list of options.
+///
+/// A table that fits neither 1 nor 2 is an error naming it. With named
+/// instances, the kind table's options are defaults for each of them (an
+/// instance's own value replaces a default whole); a kind table without
+/// named instances is one instance named after the kind. A kind
+/// `options_of` does not know keeps the old rule (every table an instance),
+/// and is refused as unknown afterwards.
 fn instances<'i>(
     section: &str,
     value: Spanned<DeValue<'i>>,
     src: &Source<'_>,
+    options_of: &dyn Fn(&str) -> Option<KindOptions>,
 ) -> Result<Vec<InstanceTable<'i>>, ConfigError> {
     let span = value.span();
     let DeValue::Table(kinds) = value.into_inner() else {
@@ -368,9 +491,21 @@ fn instances<'i>(
                 format!("expected a table: write [{section}.{kind_name}]"),
             ));
         };
-        let (named, shared): (Vec<_>, Vec<_>) = table
-            .into_iter()
-            .partition(|(_, v)| matches!(v.get_ref(), DeValue::Table(_)));
+        let options = options_of(&kind_name);
+        let mut named = Vec::new();
+        let mut shared = Vec::new();
+        for (key, value) in table {
+            let name = key.get_ref().as_ref();
+            let is_option = options.is_some_and(|o| o.contains(name));
+            if is_option || !matches!(value.get_ref(), DeValue::Table(_)) {
+                shared.push((key, value));
+                continue;
+            }
+            if let Some(options) = options {
+                check_instance_table(src, section, &kind_name, &key, &value, options)?;
+            }
+            named.push((key, value));
+        }
         if named.is_empty() {
             let table: DeTable<'i> = shared.into_iter().collect();
             found.push((
@@ -397,6 +532,51 @@ fn instances<'i>(
         }
     }
     Ok(found)
+}
+
+/// Refuses a table of `[<section>.<kind>]` that is not an option of the kind
+/// and cannot be a named instance either: its name is not one, or none of
+/// its keys is an option of the kind.
+fn check_instance_table(
+    src: &Source<'_>,
+    section: &str,
+    kind: &str,
+    key: &Spanned<Cow<'_, str>>,
+    value: &Spanned<DeValue<'_>>,
+    options: KindOptions,
+) -> Result<(), ConfigError> {
+    let name = key.get_ref().as_ref();
+    let at = Some(format!("{section}.{kind}.{name}"));
+    if !is_instance_name(name) {
+        return Err(src.error(
+            Some(key.span()),
+            at,
+            format!(
+                "`{name}` is not an option of {section} kind `{kind}` (its options: {}), and \
+                 not a valid name for an instance of it: an instance name is letters, digits, \
+                 `_` and `-` (it becomes one component of the metric path)",
+                options.describe()
+            ),
+        ));
+    }
+    let DeValue::Table(own) = value.get_ref() else {
+        return Ok(());
+    };
+    let keys: Vec<&str> = own.iter().map(|(k, _)| k.get_ref().as_ref()).collect();
+    if keys.is_empty() || keys.iter().any(|k| options.contains(k)) {
+        return Ok(());
+    }
+    Err(src.error(
+        Some(key.span()),
+        at,
+        format!(
+            "`{name}` is neither an option of {section} kind `{kind}` (its options: {}) nor \
+             an instance of it: read as the instance [{section}.{kind}.{name}], none of its \
+             keys ({}) is an option of `{kind}`",
+            options.describe(),
+            keys.join(", ")
+        ),
+    ))
 }
 
 fn add_collector(
@@ -455,7 +635,20 @@ fn add_collector(
     );
     let build = kind
         .parse(ValueDeserializer::from(own_value))
-        .map_err(|e| src.deserialize_error(&key, &for_errors, &e, Some(&hint)))?;
+        .map_err(|e| {
+            let mut error = src.deserialize_error(&key, &for_errors, &e, Some(&hint));
+            // `[collector.haproxy.url]` is the option `url`, not an instance.
+            let option = error.key.as_deref().and_then(|k| k.rsplit('.').next());
+            if e.message().starts_with("invalid type: map")
+                && option.is_some_and(|o| kind.options.contains(&o))
+            {
+                error.message.push_str(&format!(
+                    " (a table under [collector.{kind_name}] named after one of its options is \
+                     that option's value, not a named instance: name the instance differently)"
+                ));
+            }
+            error
+        })?;
     let build = registry::limit_samples(build, common.max_metrics);
     let instance = Built {
         key: &key,
@@ -563,6 +756,21 @@ fn value_span(value: &DeValue<'_>, path: &str) -> Option<Range<usize>> {
         current = next.get_ref();
     }
     span
+}
+
+/// The option names of output kind `kind`, read from its settings' derived
+/// `Deserialize` ([`carat_collector::fields::of`]); `None` for a kind this
+/// build does not have.
+pub fn output_options(kind: &str) -> Option<&'static [&'static str]> {
+    use carat_collector::fields::of;
+    match kind {
+        "stdout" => of::<StdoutConfig>().ok(),
+        "graphite" => of::<GraphiteConfig>().ok(),
+        "statsd" => of::<StatsdConfig>().ok(),
+        #[cfg(feature = "amqp")]
+        "amqp" => of::<super::types::AmqpConfig>().ok(),
+        _ => None,
+    }
 }
 
 fn add_output(
@@ -683,4 +891,75 @@ fn add_output(
         },
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_common_keys_are_the_common_options_fields() {
+        let mut fields = carat_collector::fields::of::<CommonOptions>()
+            .unwrap()
+            .to_vec();
+        let mut keys = COMMON_COLLECTOR_KEYS.to_vec();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
+    }
+
+    #[test]
+    fn every_output_kind_declares_its_options() {
+        for kind in OutputSettings::KINDS {
+            let options = output_options(kind).unwrap_or_default();
+            assert!(options.contains(&"queue_size"), "{kind}: {options:?}");
+        }
+    }
+
+    #[derive(Clone, Default, Deserialize)]
+    struct NoOptions {}
+
+    /// A collector kind named `a_b` (`UNDERSCORE`) or `a`: `[collector.a_b]`
+    /// and `[collector.a.b]` would share their self-metrics.
+    struct Named<const UNDERSCORE: bool>;
+
+    impl<const UNDERSCORE: bool> carat_collector::Collector for Named<UNDERSCORE> {
+        type Config = NoOptions;
+        const KIND: &'static str = if UNDERSCORE { "a_b" } else { "a" };
+        const DESCRIPTION: &'static str = "test";
+        const DEFAULT_PATH: &'static str = Self::KIND;
+        const SAMPLE: &'static str = "";
+        fn new(_: NoOptions, _: &Environment) -> Result<Self, CollectorError> {
+            Ok(Named)
+        }
+        async fn collect(&mut self, _: &mut carat_collector::Batch) -> Result<(), CollectorError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn two_instances_with_the_same_self_metrics_are_refused() {
+        let mut registry = Registry::empty();
+        registry
+            .register::<Named<true>>()
+            .register::<Named<false>>();
+        let text = "[collector.a_b]\n[collector.a.b]\n[output.stdout]\n";
+        let e = load_str(text, Path::new("t.toml"), &registry).unwrap_err();
+        assert!(
+            e.message
+                .contains("`a.b` (t.toml:2) and `a_b` would both publish")
+                && e.message.contains("carat.collector.a_b"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn instance_names() {
+        for good in ["edge", "db-1", "a_b", "0"] {
+            assert!(is_instance_name(good), "{good}");
+        }
+        for bad in ["", "a.b", "a b", "é", "x/y"] {
+            assert!(!is_instance_name(bad), "{bad}");
+        }
+    }
 }

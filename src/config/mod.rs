@@ -13,7 +13,9 @@ mod load;
 mod types;
 
 pub use error::{line_and_column, ConfigError, LineIndex};
-pub use load::{load_file, load_str, BUILTIN_NAME};
+pub use load::{
+    load_file, load_file_with, load_str, load_str_with, output_options, Outputs, BUILTIN_NAME,
+};
 pub use types::{
     AgentConfig, AmqpConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, NamePatterns,
     Patterns, SecondsRange, StatsdConfig, StatsdProtocol, StdoutConfig, COMMON_COLLECTOR_KEYS,

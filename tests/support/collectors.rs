@@ -8,6 +8,29 @@ use std::sync::{Arc, LazyLock, Mutex};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 
+/// The sample configuration of the test collectors.
+pub const SAMPLE: &str = r#"## --- sequence: publishes 1, 2, 3, one per run ---
+# [collector.sequence]
+# key = ""             # the control block it reports to
+
+## --- feed: fixed gauges and a steady counter ---
+# [collector.feed]
+# key = ""             # the control block it reports to
+
+## --- misbehave: panics, hangs or fails on purpose ---
+# [collector.misbehave]
+# mode = "panic"       # panic, hang, error or block
+# block_ms = 0         # for block: milliseconds to block the thread
+
+## --- tabled: options that are a map and a list of tables ---
+# [collector.tabled]
+# labels = {}          # a map: each label is published
+# scale = 0.0          # multiplies every value
+# [[collector.tabled.queries]]  # a list of tables
+# name = "q"
+# value = 0.0
+"#;
+
 /// Shared between a test and the collector instances it configured.
 #[derive(Debug, Default)]
 pub struct Control {
@@ -64,6 +87,7 @@ impl Collector for Sequence {
     const KIND: &'static str = "sequence";
     const DESCRIPTION: &'static str = "test: publishes 1, 2, 3, … one per run";
     const DEFAULT_PATH: &'static str = "sequence";
+    const SAMPLE: &'static str = SAMPLE;
 
     fn new(config: SequenceConfig, _env: &Environment) -> Result<Self, CollectorError> {
         Ok(Sequence {
@@ -107,6 +131,7 @@ impl Collector for Feed {
     const KIND: &'static str = "feed";
     const DESCRIPTION: &'static str = "test: fixed gauges and a steady counter";
     const DEFAULT_PATH: &'static str = "feed";
+    const SAMPLE: &'static str = SAMPLE;
 
     fn new(config: FeedConfig, _env: &Environment) -> Result<Self, CollectorError> {
         Ok(Feed {
@@ -167,6 +192,7 @@ impl Collector for Misbehave {
     const KIND: &'static str = "misbehave";
     const DESCRIPTION: &'static str = "test: panics, hangs or fails on purpose";
     const DEFAULT_PATH: &'static str = "misbehave";
+    const SAMPLE: &'static str = SAMPLE;
 
     fn new(config: MisbehaveConfig, _env: &Environment) -> Result<Self, CollectorError> {
         Ok(Misbehave { config })
@@ -192,11 +218,64 @@ impl Collector for Misbehave {
     }
 }
 
+/// One entry of `tabled`'s `queries`: `[[collector.tabled.queries]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// Published as `queries.<name>`.
+    pub name: String,
+    /// Its value.
+    #[serde(default)]
+    pub value: f64,
+}
+
+/// Options of `tabled`: a map and a list of tables beside a plain option.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TabledConfig {
+    /// A map option: `labels = { env = "prod" }` or `[collector.tabled.labels]`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// A list of tables: `[[collector.tabled.queries]]`.
+    pub queries: Vec<Query>,
+    /// A plain option: multiplies every value.
+    pub scale: f64,
+}
+
+/// Publishes `labels.<key>.<value>` = 1 for each label and
+/// `queries.<name>` = value × scale for each query: its output shows the
+/// options it was built with.
+pub struct Tabled {
+    config: TabledConfig,
+}
+
+impl Collector for Tabled {
+    type Config = TabledConfig;
+    const KIND: &'static str = "tabled";
+    const DESCRIPTION: &'static str = "test: options that are a map and a list of tables";
+    const DEFAULT_PATH: &'static str = "tabled";
+    const SAMPLE: &'static str = SAMPLE;
+
+    fn new(config: TabledConfig, _env: &Environment) -> Result<Self, CollectorError> {
+        Ok(Tabled { config })
+    }
+
+    async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        for (k, v) in &self.config.labels {
+            batch.gauge_parts(&["labels", k, v], 1.0);
+        }
+        for q in &self.config.queries {
+            batch.gauge_parts(&["queries", &q.name], q.value * self.config.scale);
+        }
+        Ok(())
+    }
+}
+
 /// The built-in collectors plus the test ones.
 pub fn registry() -> carat::Registry {
     let mut r = carat::Registry::builtin();
     r.register::<Sequence>()
         .register::<Misbehave>()
-        .register::<Feed>();
+        .register::<Feed>()
+        .register::<Tabled>();
     r
 }

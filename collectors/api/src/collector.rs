@@ -60,6 +60,36 @@ impl Environment {
 /// every option has a default. Options common to all collectors (`interval`,
 /// `path`, `enabled`, …) are handled by the agent and never reach `Config`.
 ///
+/// # Options that are tables, and named instances
+///
+/// An option may be a table (`labels = { env = "prod" }`, or
+/// `[collector.<kind>.labels]`) or a list of tables
+/// (`[[collector.<kind>.queries]]`), while a table under
+/// `[collector.<kind>]` may also be a named instance
+/// (`[collector.haproxy.edge]`). The agent tells them apart by the kind's
+/// option names, [`Collector::options`]:
+///
+/// 1. a key of `[collector.<kind>]` that is an option of the kind (its own,
+///    or one every collector has) is that option, whatever its value;
+/// 2. any other key whose value is a table is a named instance: its name
+///    is letters, digits, `_` and `-` (it becomes a component of the
+///    metric path), and its table holds options of the kind (or nothing);
+/// 3. anything else is an error that names the key and lists the kind's
+///    options: a key that is not an option, or a table that is neither an
+///    option nor an instance (a misspelt option, an instance name with a
+///    dot, a table none of whose keys is an option).
+///
+/// Beside named instances, the kind table's options (tables included) are
+/// defaults for each instance; an instance's own value of an option
+/// replaces the default whole (tables are not merged key by key).
+///
+/// `options()` is read from `Config`'s derived `Deserialize`
+/// ([`crate::fields::of`]): the field names, renames and aliases serde
+/// itself accepts, so the list cannot drift from `Config`. A `Config` with
+/// a hand-written `Deserialize` or a `#[serde(flatten)]` field has no such
+/// list: override `options()` then (the agent's consistency test checks
+/// every key of the kind's sample configuration against it).
+///
 /// # Example
 ///
 /// A complete collector that publishes the number of open file descriptors
@@ -88,6 +118,9 @@ impl Environment {
 ///     const KIND: &'static str = "filenr";
 ///     const DESCRIPTION: &'static str = "Open file handles of the whole system";
 ///     const DEFAULT_PATH: &'static str = "files";
+///     // Usually include_str!("../sample.toml"), shared by the crate's kinds.
+///     const SAMPLE: &'static str =
+///         "## --- filenr: open files ---\n# [collector.filenr]\n# include_max = false  # the maximum too\n";
 ///
 ///     fn new(config: FileNrConfig, env: &Environment) -> Result<Self, CollectorError> {
 ///         Ok(FileNr { path: env.proc_path("sys/fs/file-nr"), config })
@@ -137,6 +170,27 @@ pub trait Collector: Send + 'static {
     /// The path under the host name that metrics are published at, unless
     /// the instance sets `path` (Diamond's path for the same collector).
     const DEFAULT_PATH: &'static str;
+    /// The commented sample configuration of the crate the kind is in,
+    /// usually `include_str!("../sample.toml")`, shared by all its kinds:
+    /// a section per kind, starting at a line `## --- <kind>: …`, that
+    /// shows every option with its default and a comment (the format is
+    /// [`crate::sample`]'s). `carat sample-config` and the shipped
+    /// `conf/carat.toml` are assembled from the sections of the kinds the
+    /// agent registers, and the agent's tests fail when a kind, or one of
+    /// its options, is missing from it, from the crate's README or from
+    /// `carat list`.
+    const SAMPLE: &'static str;
+
+    /// The keys of `Config`: the options of this kind, as opposed to named
+    /// instances (see "Options that are tables" above). Provided: the
+    /// field names (renames and aliases included) of `Config`'s derived
+    /// `Deserialize`, none when it is not a derived struct.
+    fn options() -> &'static [&'static str]
+    where
+        Self: Sized,
+    {
+        crate::fields::of::<Self::Config>().unwrap_or(&[])
+    }
 
     /// Builds a collector from its options. Fails on options that cannot
     /// work; does not fail because the source is down right now (that is a

@@ -7,12 +7,18 @@
 //! - [`Batch`], where a run adds gauges and counters;
 //! - [`name`], the sanitising of names that come from outside;
 //! - [`rate`], the counter-to-rate rules the agent applies;
+//! - [`publish`], the one function that turns a batch into published
+//!   values (filters, rates, NaN dropped), for the agent and the harness;
 //! - [`CollectorError`], what a failed run returns;
+//! - [`fields`], the option names a `Config` declares (how the agent tells
+//!   an option that is a table from a named instance);
 //! - [`input`], reading files with a bound on their size;
 //! - [`options`], the types of options every collector reads the same way:
 //!   lists, regexes, durations (`10` or `"10s"`), byte units;
 //! - [`redact`], keeping secrets of URLs and messages out of logs and errors;
 //! - [`blocking`], calls that may hang, run with a deadline on bounded threads;
+//! - [`sample`], the commented sample configuration a collector crate
+//!   carries, and its sections per kind;
 //! - [`testing::Harness`], to run a collector in a test the way the agent does.
 #![warn(missing_docs)]
 
@@ -20,11 +26,14 @@ pub mod batch;
 pub mod blocking;
 pub mod collector;
 pub mod error;
+pub mod fields;
 pub mod input;
 pub mod name;
 pub mod options;
+pub mod publish;
 pub mod rate;
 pub mod redact;
+pub mod sample;
 pub mod testing;
 
 pub use batch::{Batch, MetricKind, Sample, SampleValue};

@@ -10,6 +10,9 @@
 //!   is unwrapped when that gives a plausible increase (less than half the
 //!   width's range); otherwise, or with no known width, the sample is skipped
 //!   and the new value becomes the base for the next one.
+//!
+//! [`RateTracker`] holds the rules; [`crate::publish::Publisher`] applies
+//! them to every counter of a batch, for the agent and the test harness.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -163,32 +166,19 @@ impl RateTracker {
 /// The increase from `previous` to `current`, unwrapping a wrap of a known
 /// width when the result is plausible (under half the width's range: a real
 /// wrap happens near the top of the range, while a reset to a small value
-/// would unwrap to an enormous increase).
+/// would unwrap to an enormous increase). A previous value that does not
+/// fit the width (a counter said to be 32-bit that was larger) cannot have
+/// wrapped at it: that is a reset.
 fn delta(previous: u64, current: u64, width: Option<CounterWidth>) -> Option<u64> {
     if current >= previous {
         return Some(current - previous);
     }
     let modulus = width?.modulus();
-    let unwrapped = modulus - u128::from(previous) + u128::from(current);
+    let unwrapped = modulus.checked_sub(u128::from(previous))? + u128::from(current);
     if unwrapped < modulus / 2 {
         u64::try_from(unwrapped).ok()
     } else {
         None
-    }
-}
-
-impl RateTracker {
-    /// The value to publish for one sample of a batch taken at `at`: a
-    /// gauge as it is, a counter as its rate per second (none on the first
-    /// sample or after a reset). This is the one place where the agent and
-    /// the test harness turn samples into published values.
-    pub fn publishable(&mut self, sample: &crate::batch::Sample<'_>, at: Instant) -> Option<f64> {
-        match sample.value {
-            crate::batch::SampleValue::Gauge(v) => Some(v),
-            crate::batch::SampleValue::Counter(v, width) => {
-                self.update(sample.name, v, at, width).per_second()
-            }
-        }
     }
 }
 
@@ -265,6 +255,19 @@ mod tests {
         r.update("b", 5_000, t0, Some(CounterWidth::Bits64));
         assert_eq!(
             r.update("b", 10, t0 + secs(1.0), Some(CounterWidth::Bits64)),
+            CounterUpdate::Reset
+        );
+    }
+
+    #[test]
+    fn a_32_bit_counter_above_32_bits_is_a_reset_not_a_panic() {
+        // Found by the publish-path property test: the previous value was
+        // larger than the width the sample declares.
+        let mut r = RateTracker::default();
+        let t0 = Instant::now();
+        r.update("a", 1 << 40, t0, None);
+        assert_eq!(
+            r.update("a", 5, t0 + secs(1.0), Some(CounterWidth::Bits32)),
             CounterUpdate::Reset
         );
     }

@@ -24,6 +24,11 @@
 //! and the status codes.
 #![warn(missing_docs)]
 
+/// The commented sample configuration of this crate's collectors, a
+/// section per kind ([`carat_collector::sample`]): every option with its
+/// default. The agent assembles `carat sample-config` from it.
+pub const SAMPLE: &str = include_str!("../sample.toml");
+
 pub mod csv;
 mod fetch;
 pub mod stats;
@@ -150,6 +155,7 @@ impl Collector for Haproxy {
     const DESCRIPTION: &'static str =
         "HAProxy per-proxy and per-server stats from the stats page CSV or the stats socket";
     const DEFAULT_PATH: &'static str = "haproxy";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: HaproxyConfig, _env: &Environment) -> Result<Self, CollectorError> {
         let source = match (&config.url, &config.socket) {

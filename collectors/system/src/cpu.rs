@@ -75,7 +75,7 @@ use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 use sysinfo::System;
 
-use crate::procfile::{file_error, parse_error, read_complete};
+use crate::procfile::{cut_short, file_error, parse_error, read_complete, unterminated_last_line};
 use crate::source::{sysinfo_error, Reader, Source};
 
 /// The states of `/proc/stat`, in the kernel's column order.
@@ -232,6 +232,7 @@ impl Collector for Cpu {
     const DESCRIPTION: &'static str =
         "CPU time per state (user, system, idle, …) in percent, per core and total, from /proc/stat";
     const DEFAULT_PATH: &'static str = "cpu";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: CpuConfig, env: &Environment) -> Result<Self, CollectorError> {
         let sysinfo = match config.source.reader(Self::KIND)? {
@@ -386,10 +387,21 @@ fn parse_stat(path: &std::path::Path, text: &str, out: &mut Reading) -> Result<(
     // The column count of the first cpu line, and where it was: every cpu
     // line has the same, so a line with fewer was cut short.
     let mut columns: Option<(usize, usize)> = None;
+    // A cpu line at the end of the file without its newline may have lost
+    // the end of its last column (the kernel prints more lines after the
+    // cpu lines, so this is a cut); any other line there is not used.
+    let unterminated = unterminated_last_line(text);
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         if !line.starts_with("cpu") {
             continue;
+        }
+        if unterminated == Some(lineno) {
+            return Err(cut_short(
+                path,
+                lineno,
+                "it is a cpu line, whose last column may be cut short",
+            ));
         }
         let mut fields = line.split_ascii_whitespace();
         let label = fields.next().unwrap_or_default();
@@ -953,6 +965,17 @@ mod tests {
                 String::from_utf8_lossy(stat)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_recorded_stat_without_its_final_newline_is_read_whole() {
+        // The last line (softirq) is not used: whole or not, the cpu lines
+        // before it are.
+        test_support::same_without_final_newline::<Cpu>(
+            CpuConfig::default(),
+            &[&[("proc-a/stat", "stat")], &[("proc-b/stat", "stat")]],
+        )
+        .await;
     }
 
     #[tokio::test]

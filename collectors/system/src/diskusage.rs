@@ -79,7 +79,7 @@ use carat_collector::options::{AtStart, ByteUnit, ByteUnits, Filter, Patterns};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 
-use crate::procfile::{parse_error, read_text};
+use crate::procfile::{cut_short, parse_error, read_text, unterminated_last_line, whole_fields};
 
 /// Diamond's default `devices`, with NVMe namespaces and their partitions
 /// (`nvme0n1`, `nvme0n1p2`) as in Diamond's latest release. Matched at the
@@ -294,6 +294,7 @@ impl Collector for DiskUsage {
     const DESCRIPTION: &'static str =
         "Disk I/O per device, iostat-style (IOPS, bytes/s, await, util %), from /proc/diskstats";
     const DEFAULT_PATH: &'static str = "iostat";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: DiskUsageConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.
@@ -321,13 +322,6 @@ impl Collector for DiskUsage {
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
         let text = read_text(&self.path, &mut self.buf)?;
-        if !text.is_empty() && !text.ends_with('\n') {
-            return Err(parse_error(
-                &self.path,
-                text.lines().count(),
-                "truncated: the last line does not end with a newline",
-            ));
-        }
         parse_diskstats(&self.path, text, &self.filter, &mut self.cur)?;
         let at = batch.taken_at();
         if let Some(prev_at) = self.prev_at {
@@ -447,12 +441,14 @@ fn parse_diskstats(
     out: &mut Reading,
 ) -> Result<(), CollectorError> {
     out.clear();
+    let unterminated = unterminated_last_line(text);
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         let mut fields = line.split_ascii_whitespace();
         let Some(major) = fields.next() else {
             continue; // blank line
         };
+        let last = unterminated == Some(lineno);
         let number = |field: Option<&str>, what: &str| -> Result<u32, CollectorError> {
             let field = field.ok_or_else(|| parse_error(path, lineno, format!("no {what}")))?;
             field.parse::<u32>().map_err(|e| {
@@ -486,6 +482,13 @@ fn parse_diskstats(
         if count == OLD_PARTITION_STATS && fields.next().is_none() {
             continue; // an old-style partition line: other columns
         }
+        if last && count < STATS {
+            return Err(cut_short(
+                path,
+                lineno,
+                &format!("{name} has {count} of its {STATS} statistics or more"),
+            ));
+        }
         if count < STATS {
             return Err(parse_error(
                 path,
@@ -498,6 +501,16 @@ fn parse_diskstats(
         }
         if !filter.matches(name) {
             continue;
+        }
+        // The last line without its newline: the statistics used are whole
+        // when something follows the last of them (the newer kernels'
+        // columns, or a space).
+        if last && whole_fields(line) < 3 + STATS {
+            return Err(cut_short(
+                path,
+                lineno,
+                &format!("nothing follows {name}'s last statistic, which may be cut short"),
+            ));
         }
         let start = out.names.len();
         out.names.push_str(name);
@@ -837,6 +850,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn recorded_diskstats_without_its_final_newline_is_read_whole() {
+        // The last line is zram0's, not published; a published device's
+        // line is whole when the newer kernels' columns follow the 11 used.
+        crate::test_support::same_without_final_newline::<DiskUsage>(
+            DiskUsageConfig::default(),
+            &[
+                &[("diskusage/diskstats-a", "diskstats")],
+                &[("diskusage/diskstats-b", "diskstats")],
+            ],
+        )
+        .await;
+        let dir = ProcDir::new("diskusage-unterminated");
+        let mut h = Harness::<DiskUsage>::new(DiskUsageConfig::default(), dir.env()).unwrap();
+        dir.write("diskstats", " 254 0 vda 1 0 8 1 1 0 8 1 0 1 2 0 0 0 0 0 0");
+        h.collect().await.unwrap();
+        dir.write("diskstats", " 254 0 vda 2 0 16 2 1 0 8 1 0 2 3 0 0 0 0 0 0");
+        let p = h.collect_after(Duration::from_secs(1)).await.unwrap();
+        assert_metric(&p, "vda.reads", 1.0);
+    }
+
+    #[tokio::test]
     async fn garbage_is_a_parse_error_naming_file_and_line() {
         let good = line(0, "sda", [1; STATS], 6);
         let cases: Vec<(String, &str)> = vec![
@@ -867,6 +901,12 @@ mod tests {
                 "line 1: major number \"hello\" is not a number",
             ),
             (format!("{good}   8 1 sda1 1 2 3"), "line 2: truncated"),
+            // A published device's line of an old kernel (11 statistics)
+            // ending the file: its last statistic may be cut short.
+            (
+                format!("{good}   8 1 sda1 1 2 3 4 5 6 7 8 9 10 11"),
+                "line 2: truncated: the last line has no newline, and nothing follows sda1's",
+            ),
         ];
         for (diskstats, expected) in &cases {
             let dir = ProcDir::new("diskusage-garbage");

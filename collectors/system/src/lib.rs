@@ -23,6 +23,11 @@
 //! every option and metric.
 #![warn(missing_docs)]
 
+/// The commented sample configuration of this crate's collectors, a
+/// section per kind ([`carat_collector::sample`]): every option with its
+/// default. The agent assembles `carat sample-config` from it.
+pub const SAMPLE: &str = include_str!("../sample.toml");
+
 pub mod cpu;
 pub mod diskspace;
 pub mod diskusage;
@@ -212,6 +217,45 @@ pub(crate) mod test_support {
             proc_root: fixture_path(dir),
             ..Environment::default()
         }
+    }
+
+    /// Runs collector `C` over the recorded files of each of `runs` (for
+    /// each run, the fixture files and their names under the proc root),
+    /// 10 s apart, once as recorded and once with the final newline of
+    /// every file taken away (what a copy, or a FUSE `/proc` such as lxcfs,
+    /// may give), and asserts that both publish the same, and something.
+    pub async fn same_without_final_newline<C: Collector>(
+        config: C::Config,
+        runs: &[&[(&str, &str)]],
+    ) {
+        let whole = ProcDir::new(&format!("{}-newline", C::KIND));
+        let cut = ProcDir::new(&format!("{}-no-newline", C::KIND));
+        let mut with = Harness::<C>::new(config.clone(), whole.env()).unwrap();
+        let mut without = Harness::<C>::new(config, cut.env()).unwrap();
+        let mut published = 0;
+        for files in runs {
+            for (fixture, relative) in *files {
+                let text = std::fs::read(fixture_path(fixture)).unwrap();
+                let trimmed = text
+                    .strip_suffix(b"\n")
+                    .unwrap_or_else(|| panic!("{fixture} ends with a newline"));
+                if let Some(parent) = Path::new(relative).parent() {
+                    std::fs::create_dir_all(whole.path.join(parent)).unwrap();
+                    std::fs::create_dir_all(cut.path.join(parent)).unwrap();
+                }
+                whole.write_bytes(relative, &text);
+                cut.write_bytes(relative, trimmed);
+            }
+            let step = std::time::Duration::from_secs(10);
+            let a = with.collect_after(step).await.unwrap();
+            let b = without
+                .collect_after(step)
+                .await
+                .unwrap_or_else(|e| panic!("{} without the final newline: {e}", C::KIND));
+            assert_eq!(a.metrics, b.metrics, "{}", C::KIND);
+            published = a.metrics.len();
+        }
+        assert!(published > 0, "{} published nothing", C::KIND);
     }
 
     /// Deserializes a collector's options from `pairs`, as from a

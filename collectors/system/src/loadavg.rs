@@ -37,7 +37,9 @@ use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 use sysinfo::{CpuRefreshKind, System};
 
-use crate::procfile::{parse_error, read_complete, read_text};
+use crate::procfile::{
+    cut_short, parse_error, read_complete, read_text, unterminated_last_line, whole_fields,
+};
 use crate::source::{sysinfo_error, Reader, Source};
 
 /// Options of the `loadavg` collector.
@@ -67,6 +69,7 @@ impl Collector for LoadAvg {
     const DESCRIPTION: &'static str =
         "Load averages (1, 5, 15 min, also per CPU) and process counts, from /proc/loadavg";
     const DEFAULT_PATH: &'static str = "loadavg";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: LoadAvgConfig, env: &Environment) -> Result<Self, CollectorError> {
         let sysinfo = match config.source.reader(Self::KIND)? {
@@ -135,6 +138,16 @@ fn parse_loadavg(path: &Path, text: &str) -> Result<Load, CollectorError> {
             format!("{why} in {line:?}; expected `load1 load5 load15 running/total lastpid`"),
         )
     };
+    // Without its newline, the line is whole for what is used when its
+    // fourth field (running/total) is followed by something: the fifth, the
+    // last pid (not used), or a space.
+    if unterminated_last_line(text) == Some(1) && whole_fields(line) < 4 {
+        return Err(cut_short(
+            path,
+            1,
+            "nothing follows its running/total processes, which may be cut short",
+        ));
+    }
     let mut fields = line.split_ascii_whitespace();
     let mut averages = [0.0; 3];
     for (average, minutes) in averages.iter_mut().zip(["1", "5", "15"]) {
@@ -312,6 +325,17 @@ mod tests {
                 "{loadavg:?}: {msg:?} lacks {expected:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_recorded_loadavg_without_its_final_newline_is_read_whole() {
+        // As seen in the field: the line has all five fields, the last pid
+        // (not used) last, so the fields before it are whole.
+        crate::test_support::same_without_final_newline::<LoadAvg>(
+            LoadAvgConfig::default(),
+            &[&[("proc-b/loadavg", "loadavg"), ("proc-b/stat", "stat")]],
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -36,7 +36,7 @@ use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 use sysinfo::{MemoryRefreshKind, System};
 
-use crate::procfile::{parse_error, read_complete};
+use crate::procfile::{cut_short, parse_error, read_complete, unterminated_last_line};
 use crate::source::{sysinfo_error, Reader, Source};
 
 /// The keys published without `detailed`, as Diamond does.
@@ -108,6 +108,7 @@ impl Collector for Memory {
     const DESCRIPTION: &'static str =
         "Memory and swap sizes (total, free, available, cached, …) and percent used, from /proc/meminfo";
     const DEFAULT_PATH: &'static str = "memory";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: MemoryConfig, env: &Environment) -> Result<Self, CollectorError> {
         let kb_factor = config.byte_unit.from_bytes(1024.0);
@@ -129,13 +130,38 @@ impl Collector for Memory {
             return source.collect(batch, self.kb_factor / 1024.0);
         }
         let text = read_complete(&self.path, &mut self.buf)?;
+        let unterminated = unterminated_last_line(text);
         let mut found = [None::<u64>; KEYS.len()];
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let entry = parse_line(&self.path, i + 1, line)?;
+            let last = unterminated == Some(i + 1);
+            let entry = parse_line(&self.path, i + 1, line).map_err(|e| {
+                if last {
+                    cut_short(
+                        &self.path,
+                        i + 1,
+                        "it is not a whole `Name: number [kB]` line",
+                    )
+                } else {
+                    e
+                }
+            })?;
             let key = KEYS.iter().position(|k| *k == entry.name);
+            // The last line without its newline: a value followed by its
+            // unit is whole; one that ends the file may be cut short, and
+            // is refused when it would be published.
+            if last && !entry.kb && (key.is_some() || self.detailed) {
+                return Err(cut_short(
+                    &self.path,
+                    i + 1,
+                    &format!(
+                        "the value of {}, which ends it, may be cut short",
+                        entry.name
+                    ),
+                ));
+            }
             if let Some(k) = key {
                 if !entry.kb {
                     return Err(parse_error(
@@ -423,6 +449,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_recorded_meminfo_without_its_final_newline_is_read_whole() {
+        // Its last line ends with its unit, kB: the value before it is whole.
+        for detailed in [false, true] {
+            crate::test_support::same_without_final_newline::<Memory>(
+                config(detailed, "byte"),
+                &[&[("proc-a/meminfo", "meminfo")]],
+            )
+            .await;
+        }
+        crate::test_support::same_without_final_newline::<Memory>(
+            config(false, "byte"),
+            &[&[("meminfo-2.6.32", "meminfo")]],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_last_value_without_unit_or_newline_is_refused_only_when_published() {
+        let dir = ProcDir::new("meminfo-unterminated");
+        dir.write(
+            "meminfo",
+            "MemTotal: 100 kB\nMemFree: 50 kB\nHugePages_Surp: 0",
+        );
+        let mut h = Harness::<Memory>::new(config(false, "byte"), dir.env()).unwrap();
+        let p = h.collect().await.unwrap();
+        assert_metric(&p, "MemFree", 50.0 * 1024.0);
+        let mut h = Harness::<Memory>::new(config(true, "byte"), dir.env()).unwrap();
+        let msg = h.collect().await.unwrap_err().to_string();
+        assert!(
+            msg.contains("line 3: truncated") && msg.contains("HugePages_Surp"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
     async fn garbage_is_a_parse_error_naming_file_and_line() {
         let cases: &[(&str, &str)] = &[
             ("", "line 1: empty file"),
@@ -435,6 +496,8 @@ mod tests {
             ("MemTotal: 100 kB extra\n", "line 1: extra fields"),
             ("MemTotal: 100\n", "line 1: MemTotal has no kB unit"),
             ("MemTotal: 100 kB\nMemFree:  12", "line 2: truncated"),
+            ("MemTotal: 100 kB\nMemFr", "line 2: truncated"),
+            ("MemTotal: 100 kB\nMemFree:  12 k", "line 2: truncated"),
         ];
         for (meminfo, expected) in cases {
             let msg =

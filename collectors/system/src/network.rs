@@ -55,10 +55,14 @@
 //!
 //! # Errors
 //!
-//! A file that is empty, cut short (no final newline), without its column
-//! header, or with an interface line that is not `name: <one counter per
-//! column>` is a [`CollectorError::Parse`] naming the file and line, and
-//! nothing is published for that run.
+//! A file that is empty, cut short (an interface line with fewer counters
+//! than the header names, or a published interface's line at the end of the
+//! file with no newline after its last counter, which may have been cut),
+//! without its column header, or with an interface line that is not `name:
+//! <one counter per column>` is a [`CollectorError::Parse`] naming the file
+//! and line, and nothing is published for that run. A last line without
+//! its newline is otherwise read whole (a copy of the file, or a FUSE
+//! `/proc`, may leave the newline out).
 //!
 //! # Other systems
 //!
@@ -82,7 +86,7 @@ use carat_collector::{Batch, Collector, CollectorError, Environment, RateTracker
 use serde::Deserialize;
 use sysinfo::Networks;
 
-use crate::procfile::parse_error;
+use crate::procfile::{cut_short, parse_error, unterminated_last_line, whole_fields};
 use crate::source::{sysinfo_error, Reader, Source};
 
 /// Diamond's default `interfaces`.
@@ -247,6 +251,7 @@ impl Collector for Network {
     const DESCRIPTION: &'static str =
         "Traffic, packets and errors per network interface, from /proc/net/dev";
     const DEFAULT_PATH: &'static str = "network";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: NetworkConfig, env: &Environment) -> Result<Self, CollectorError> {
         let filter = Interfaces::new(&config.interfaces, config.greedy)?;
@@ -388,8 +393,8 @@ fn units(byte_unit: &[ByteUnit]) -> Vec<Unit> {
 }
 
 /// Reads `path` into `buf` (cleared first, its allocation kept) and checks
-/// it like `procfile::read_complete` (not empty, last line ending with a
-/// newline), but replaces bytes that are not UTF-8 with U+FFFD instead of
+/// it like `procfile::read_complete` (not empty), but replaces bytes that
+/// are not UTF-8 with U+FFFD instead of
 /// failing: an interface name may hold any byte but `/`, `:`, whitespace and
 /// NUL, and one oddly named interface must not stop the metrics of all the
 /// others. Borrows `buf` (allocates nothing) when it is valid UTF-8.
@@ -402,18 +407,11 @@ fn read_complete_lossy<'b>(
     Ok(String::from_utf8_lossy(buf))
 }
 
-/// The checks of `procfile::read_complete`, on bytes.
+/// The check of `procfile::read_complete`, on bytes: not empty. A last line
+/// without its newline is judged by `parse_dev`.
 fn check_complete(path: &Path, bytes: &[u8]) -> Result<(), CollectorError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(parse_error(path, 1, "empty file"));
-    }
-    if bytes.last() != Some(&b'\n') {
-        let last = bytes.split(|&b| b == b'\n').count();
-        return Err(parse_error(
-            path,
-            last,
-            "truncated: the last line does not end with a newline",
-        ));
     }
     Ok(())
 }
@@ -428,6 +426,7 @@ fn parse_dev(
     out: &mut Reading,
 ) -> Result<(), CollectorError> {
     out.clear();
+    let unterminated = unterminated_last_line(text);
     let mut lines = text.lines();
     if lines.next().is_none() {
         return Err(parse_error(path, 1, "empty file"));
@@ -472,6 +471,16 @@ fn parse_dev(
             out.values.push(value);
         }
         let found = out.values.len() - start;
+        if unterminated == Some(lineno) && found < out.columns.len() {
+            return Err(cut_short(
+                path,
+                lineno,
+                &format!(
+                    "{name} has {found} of the {} counters the header (line 2) names",
+                    out.columns.len()
+                ),
+            ));
+        }
         if found != out.columns.len() {
             return Err(parse_error(
                 path,
@@ -486,6 +495,16 @@ fn parse_dev(
         if !filter.is_match(name) {
             out.values.truncate(start);
             continue;
+        }
+        // The last line without its newline: its last counter may be cut
+        // short unless whitespace follows it (or it is not published).
+        let last_published = !matches!(out.columns.last(), Some(Column::Other) | None);
+        if unterminated == Some(lineno) && whole_fields(counters) < found && last_published {
+            return Err(cut_short(
+                path,
+                lineno,
+                &format!("the last counter of {name}, which ends it, may be cut short"),
+            ));
         }
         let name_start = out.names.len();
         push_component(&mut out.names, name);
@@ -1009,6 +1028,38 @@ mod tests {
             "{msg}"
         );
         msg
+    }
+
+    #[tokio::test]
+    async fn recorded_dev_without_its_final_newline_is_read_whole() {
+        // The last line is eth0's, published: its last counter (tx
+        // compressed) may be cut short, so the file is refused...
+        let mut s =
+            Stepper::<Network>::new("net-unterminated", &["net/dev"], NetworkConfig::default());
+        let dev = std::fs::read(crate::test_support::fixture_path("network/dev-a")).unwrap();
+        let cut = dev.strip_suffix(b"\n").unwrap();
+        let msg = s.run_bytes(0, &[cut]).await.unwrap_err().to_string();
+        assert!(
+            msg.contains("truncated") && msg.contains("last counter of eth0"),
+            "{msg}"
+        );
+        // ... unless something follows it.
+        let mut spaced = cut.to_vec();
+        spaced.push(b' ');
+        s.run_bytes(0, &[&spaced]).await.unwrap();
+        // An interface that is not published ends the file: read whole.
+        let config = NetworkConfig {
+            interfaces: crate::test_support::regexes(&["lo"]),
+            ..NetworkConfig::default()
+        };
+        crate::test_support::same_without_final_newline::<Network>(
+            config,
+            &[
+                &[("network/dev-a", "net/dev")],
+                &[("network/dev-b", "net/dev")],
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]

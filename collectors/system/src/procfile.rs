@@ -24,11 +24,12 @@ pub(crate) fn read_text<'b>(path: &Path, buf: &'b mut Vec<u8>) -> Result<&'b str
     }
 }
 
-/// Reads `path` like [`read_text`] and checks that it looks complete: not
-/// empty, and its last line ends with a newline. The kernel ends every line
-/// of `/proc/stat`, `/proc/meminfo` and `/proc/loadavg` with one, so a last
-/// line without it was cut short (a truncated copy, a broken FUSE `/proc`),
-/// and its last number cannot be trusted.
+/// Reads `path` like [`read_text`] and checks that it is not empty.
+///
+/// A last line without its newline is not refused here: the kernel ends
+/// every line with one, but a copy of the file, a test fixture or a FUSE
+/// `/proc` (lxcfs) may leave the last one out. Each parser judges that line
+/// by its fields instead ([`unterminated_last_line`], [`cut_short`]).
 pub(crate) fn read_complete<'b>(
     path: &Path,
     buf: &'b mut Vec<u8>,
@@ -37,15 +38,46 @@ pub(crate) fn read_complete<'b>(
     if text.trim().is_empty() {
         return Err(parse_error(path, 1, "empty file"));
     }
-    if !text.ends_with('\n') {
-        let last = text.lines().count();
-        return Err(parse_error(
-            path,
-            last,
-            "truncated: the last line does not end with a newline",
-        ));
-    }
     Ok(text)
+}
+
+/// The 1-based number of the last line of `text` when the text does not end
+/// with a newline (and is not empty).
+///
+/// A short read (a truncated copy, a broken FUSE `/proc`) cuts a file at
+/// any byte, so only the last field of such a line may have been cut: a
+/// field that something follows (a space, another field, a unit) is whole.
+/// A parser accepts the line when its fields show it whole for what the
+/// collector uses (the fields it needs are all there, and the last one is
+/// not one it publishes, or is followed by a unit), and refuses it with
+/// [`cut_short`] otherwise: the newline was then the only proof that the
+/// last value is complete.
+pub(crate) fn unterminated_last_line(text: &str) -> Option<usize> {
+    if text.is_empty() || text.ends_with('\n') {
+        return None;
+    }
+    Some(text.lines().count())
+}
+
+/// How many fields of `line` are whole if the line was cut at its end: all
+/// of them when whitespace ends it, else all but the last.
+pub(crate) fn whole_fields(line: &str) -> usize {
+    let fields = line.split_ascii_whitespace().count();
+    if line.ends_with(|c: char| c.is_ascii_whitespace()) {
+        fields
+    } else {
+        fields.saturating_sub(1)
+    }
+}
+
+/// The error for line `lineno`, the last of the file, without a newline:
+/// `why` it cannot be told whole by its fields.
+pub(crate) fn cut_short(path: &Path, lineno: usize, why: &str) -> CollectorError {
+    parse_error(
+        path,
+        lineno,
+        format!("truncated: the last line has no newline, and {why}"),
+    )
 }
 
 /// A parse error whose origin is `<path> line <line>` (lines count from 1).
@@ -82,7 +114,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_and_unterminated_files_are_incomplete() {
+    fn empty_files_are_refused_unterminated_ones_are_for_their_parser() {
         let dir = ProcDir::new("procfile-complete");
         let mut buf = Vec::new();
         dir.write("empty", "");
@@ -91,15 +123,22 @@ mod tests {
             .to_string();
         assert!(msg.contains("empty line 1: empty file"), "{msg}");
         dir.write("cut", "a 1\nb 2\nc 3");
-        let msg = read_complete(&dir.path.join("cut"), &mut buf)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("cut line 3: truncated"), "{msg}");
-        dir.write("ok", "a 1\n");
-        assert_eq!(
-            read_complete(&dir.path.join("ok"), &mut buf).unwrap(),
-            "a 1\n"
+        let text = read_complete(&dir.path.join("cut"), &mut buf).unwrap();
+        assert_eq!(unterminated_last_line(text), Some(3));
+        let msg = cut_short(&dir.path.join("cut"), 3, "its value may be cut").to_string();
+        assert!(
+            msg.contains("cut line 3: truncated: the last line has no newline"),
+            "{msg}"
         );
+        dir.write("ok", "a 1\n");
+        let text = read_complete(&dir.path.join("ok"), &mut buf).unwrap();
+        assert_eq!(text, "a 1\n");
+        assert_eq!(unterminated_last_line(text), None);
+        assert_eq!(unterminated_last_line(""), None);
+        assert_eq!(whole_fields("a b c"), 2);
+        assert_eq!(whole_fields("a b c "), 3);
+        assert_eq!(whole_fields(""), 0);
+        assert_eq!(unterminated_last_line("x"), Some(1));
     }
 
     #[test]

@@ -42,7 +42,9 @@ use std::path::{Path, PathBuf};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 
-use crate::procfile::{file_error, parse_error, read_complete};
+use crate::procfile::{
+    cut_short, file_error, parse_error, read_complete, unterminated_last_line, whole_fields,
+};
 
 /// The metrics, in the order they are published.
 pub const METRICS: [&str; 8] = [
@@ -91,6 +93,7 @@ impl Collector for Sockets {
     const DESCRIPTION: &'static str =
         "Socket counts per protocol from /proc/net/sockstat and sockstat6";
     const DEFAULT_PATH: &'static str = "sockets";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(_config: SocketsConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.
@@ -131,12 +134,27 @@ fn parse_sockstat(
     text: &str,
     values: &mut [Option<u64>; METRICS.len()],
 ) -> Result<(), CollectorError> {
+    let unterminated = unterminated_last_line(text);
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         if line.trim().is_empty() {
             continue;
         }
+        // The last line without its newline: its fields are whole but for
+        // the last one, unless whitespace ends it.
+        let whole = if unterminated == Some(lineno) {
+            whole_fields(line.split_once(':').map_or(line, |(_, r)| r))
+        } else {
+            usize::MAX
+        };
         let Some((label, rest)) = line.split_once(':') else {
+            if whole != usize::MAX {
+                return Err(cut_short(
+                    path,
+                    lineno,
+                    "it is not a whole `<LABEL>: …` line",
+                ));
+            }
             return Err(parse_error(
                 path,
                 lineno,
@@ -155,14 +173,25 @@ fn parse_sockstat(
             continue; // UDPLITE, RAW, FRAG, …: not published
         }
         let mut fields = rest.split_ascii_whitespace();
+        let mut value_index = 1;
         while let Some(key) = fields.next() {
             let Some(field) = fields.next() else {
+                if whole != usize::MAX {
+                    let why = format!("{label} {key}, which ends it, has no value");
+                    return Err(cut_short(path, lineno, &why));
+                }
                 return Err(parse_error(
                     path,
                     lineno,
                     format!("{label} {key} has no value: truncated or corrupt"),
                 ));
             };
+            let published = SOURCES.iter().any(|(l, k, _)| *l == label && *k == key);
+            if published && value_index >= whole {
+                let why = format!("the value of {label} {key}, which ends it, may be cut short");
+                return Err(cut_short(path, lineno, &why));
+            }
+            value_index += 2;
             let value = field.parse::<u64>().map_err(|e| {
                 parse_error(
                     path,
@@ -307,6 +336,28 @@ mod tests {
         let err = collect(&dir).await.unwrap_err();
         assert_eq!(err.label(), "io", "{err}");
         assert!(err.to_string().contains("sockstat6"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn recorded_files_without_their_final_newline_are_read_whole() {
+        // Their last lines (FRAG, FRAG6) are not published.
+        crate::test_support::same_without_final_newline::<Sockets>(
+            SocketsConfig::default(),
+            &[&[
+                ("sockets/sockstat", "net/sockstat"),
+                ("sockets/sockstat6", "net/sockstat6"),
+            ]],
+        )
+        .await;
+        // A published value followed by a space is whole.
+        let dir = proc_dir("sockets-unterminated", Some("sockets: used 7 "), None);
+        assert_metric(&collect(&dir).await.unwrap(), "used", 7.0);
+        let dir = proc_dir("sockets-unterminated", Some("sockets: used 7"), None);
+        let msg = collect(&dir).await.unwrap_err().to_string();
+        assert!(
+            msg.contains("line 1: truncated") && msg.contains("sockets used"),
+            "{msg}"
+        );
     }
 
     #[tokio::test]

@@ -31,8 +31,10 @@
 //! A name in both sections (none today) is published once, with the value
 //! of `snmp`'s `Tcp:` (Diamond reads `snmp` second and keeps its value).
 //!
-//! Both files must be readable (an I/O error otherwise), complete (not empty,
-//! last line ending with a newline) and in pairs of lines with the same
+//! Both files must be readable (an I/O error otherwise), complete (not
+//! empty; a last line without its newline is read unless it holds the
+//! published section's values, whose last one may then be cut short) and
+//! in pairs of lines with the same
 //! label and as many values as names, each value an integer; each must have
 //! its section. Anything else is a [`CollectorError::Parse`] naming the file
 //! and line, and nothing is published for that run.
@@ -42,7 +44,9 @@ use std::path::{Path, PathBuf};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 
-use crate::procfile::{file_error, parse_error, read_complete};
+use crate::procfile::{
+    cut_short, file_error, parse_error, read_complete, unterminated_last_line, whole_fields,
+};
 use carat_collector::options::string_list;
 
 /// Diamond's default `allowed_names`.
@@ -114,6 +118,7 @@ impl Collector for Tcp {
     const DESCRIPTION: &'static str =
         "TCP counters (retransmits, resets, listen drops…) from /proc/net/netstat and snmp";
     const DEFAULT_PATH: &'static str = "tcp";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: TcpConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.
@@ -227,6 +232,7 @@ fn find_section<'t>(
     wanted: &str,
 ) -> Result<Section<'t>, CollectorError> {
     let mut found: Option<Section<'t>> = None;
+    let unterminated = unterminated_last_line(text);
     let mut lines = text.lines().enumerate();
     while let Some((i, header)) = lines.next() {
         let lineno = i + 1;
@@ -271,6 +277,16 @@ fn find_section<'t>(
                     "{label} has {nvalues} values but its names (line {lineno}) are {nnames}: \
                      truncated or corrupt"
                 ),
+            ));
+        }
+        // The values of the section published, at the end of the file
+        // without a newline: the last one may be cut short unless
+        // whitespace follows it. Another section's are not used.
+        if label == wanted && unterminated == Some(vlineno) && whole_fields(values) < nvalues {
+            return Err(cut_short(
+                path,
+                vlineno,
+                &format!("the last value of `{label}:`, which ends it, may be cut short"),
             ));
         }
         if label == wanted {
@@ -671,6 +687,24 @@ mod tests {
                 "{netstat:?} / {snmp:?}: {msg:?} does not contain {expected:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn recorded_files_without_their_final_newline_are_read_whole() {
+        // netstat ends with MPTcpExt's values, snmp with UdpLite's: neither
+        // is published.
+        crate::test_support::same_without_final_newline::<Tcp>(
+            TcpConfig::default(),
+            &[
+                &[("tcp/netstat-a", "net/netstat"), ("tcp/snmp-a", "net/snmp")],
+                &[("tcp/netstat-b", "net/netstat"), ("tcp/snmp-b", "net/snmp")],
+            ],
+        )
+        .await;
+        // The published section last, its last value followed by a space.
+        let mut s = Stepper::<Tcp>::new("tcp-unterminated", FILES, TcpConfig::default());
+        let ns = "TcpExt: ListenDrops TCPTimeouts\nTcpExt: 1 2 ";
+        s.run(0, &[ns, &snmp(1, 2, 3, 4)]).await.unwrap();
     }
 
     #[tokio::test]

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 
-use crate::procfile::{parse_error, read_complete};
+use crate::procfile::{
+    cut_short, parse_error, read_complete, unterminated_last_line, whole_fields,
+};
 
 /// The units `metric_name` may name (Diamond's `convertor.time`, matched
 /// without regard to case), and their length in seconds.
@@ -60,6 +62,7 @@ impl Collector for Uptime {
     const KIND: &'static str = "uptime";
     const DESCRIPTION: &'static str = "Time since boot (in minutes by default), from /proc/uptime";
     const DEFAULT_PATH: &'static str = "uptime";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: UptimeConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.
@@ -91,6 +94,16 @@ impl Collector for Uptime {
             .enumerate()
             .find_map(|(i, l)| l.split_ascii_whitespace().next().map(|f| (i + 1, f)))
             .unwrap_or((1, ""));
+        // Without its newline, the line is whole when something follows the
+        // first field (the idle time, not used); alone, it may be cut short.
+        let line = text.lines().nth(lineno - 1).unwrap_or_default();
+        if unterminated_last_line(text) == Some(lineno) && whole_fields(line) < 1 {
+            return Err(cut_short(
+                &self.path,
+                lineno,
+                "its uptime ends it, with nothing after it, so it may be cut short",
+            ));
+        }
         let seconds = first
             .parse::<f64>()
             .ok()
@@ -180,11 +193,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_recorded_uptime_without_its_final_newline_is_read_whole() {
+        crate::test_support::same_without_final_newline::<Uptime>(
+            UptimeConfig::default(),
+            &[&[("uptime/uptime", "uptime")]],
+        )
+        .await;
+        // The first field, followed by a space, is whole.
+        let dir = ProcDir::new("uptime-unterminated");
+        dir.write("uptime", "120 ");
+        let mut h = Harness::<Uptime>::new(UptimeConfig::default(), dir.env()).unwrap();
+        assert_metric(&h.collect().await.unwrap(), "minutes", 2.0);
+    }
+
+    #[tokio::test]
     async fn garbage_is_a_parse_error_naming_file_and_line() {
         let cases: &[(&str, &str)] = &[
             ("", "line 1: empty file"),
             ("\n\n", "line 1: empty file"),
-            ("1493.66 2234.97", "line 1: truncated"),
+            ("1493.66", "line 1: truncated"),
+            ("\n1493.66", "line 2: truncated"),
             (
                 "wrtwtwt 10036802.26\n",
                 "line 1: \"wrtwtwt\" is not a number of seconds",

@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 
-use crate::procfile::{file_error, parse_error, read_complete};
+use crate::procfile::{
+    cut_short, file_error, parse_error, read_complete, unterminated_last_line, whole_fields,
+};
 
 /// The keys of `/proc/vmstat` that are published, under the same names.
 pub const KEYS: [&str; 6] = [
@@ -58,6 +60,7 @@ impl Collector for VmStat {
     const DESCRIPTION: &'static str =
         "Page faults, paging and swapping per second, from /proc/vmstat";
     const DEFAULT_PATH: &'static str = "vmstat";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(_config: VmStatConfig, env: &Environment) -> Result<Self, CollectorError> {
         // Only /proc has these numbers: elsewhere, say so when built.
@@ -84,12 +87,26 @@ impl Collector for VmStat {
 /// line is `name value`.
 fn parse_vmstat(path: &Path, text: &str) -> Result<[Option<u64>; KEYS.len()], CollectorError> {
     let mut found = [None; KEYS.len()];
+    let unterminated = unterminated_last_line(text);
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         let mut fields = line.split_ascii_whitespace();
         let Some(name) = fields.next() else {
             continue; // blank line
         };
+        // The last line without its newline: its value is whole when
+        // something follows it; else it may be cut short, which matters only
+        // for a value that is published.
+        if unterminated == Some(lineno) && whole_fields(line) < 2 {
+            if KEYS.contains(&name) {
+                return Err(cut_short(
+                    path,
+                    lineno,
+                    &format!("the value of {name}, which ends it, may be cut short"),
+                ));
+            }
+            continue;
+        }
         let Some(value) = fields.next() else {
             return Err(parse_error(path, lineno, format!("{name} has no value")));
         };
@@ -155,6 +172,28 @@ mod tests {
         assert_metric(&p, "pgfault", 941.0);
         assert_metric(&p, "pgmajfault", 1.5);
         assert_eq!(p.metrics.len(), 6, "{:?}", p.metrics);
+    }
+
+    #[tokio::test]
+    async fn a_recorded_vmstat_without_its_final_newline_is_read_whole() {
+        // Its last line (nr_unstable) is not published.
+        crate::test_support::same_without_final_newline::<VmStat>(
+            VmStatConfig::default(),
+            &[
+                &[("vmstat/vmstat-a", "vmstat")],
+                &[("vmstat/vmstat-b", "vmstat")],
+            ],
+        )
+        .await;
+        // A published value followed by a space is whole; a cut unused
+        // line is not an error.
+        let dir = ProcDir::new("vmstat-unterminated");
+        let mut h = Harness::<VmStat>::new(VmStatConfig::default(), dir.env()).unwrap();
+        dir.write("vmstat", "pgfault 10 ");
+        h.collect().await.unwrap();
+        dir.write("vmstat", "pgfault 20\nnr_unst");
+        let p = h.collect_after(Duration::from_secs(1)).await.unwrap();
+        assert_metric(&p, "pgfault", 10.0);
     }
 
     #[tokio::test]

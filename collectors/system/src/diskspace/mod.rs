@@ -155,6 +155,7 @@ impl Collector for DiskSpace {
     const DESCRIPTION: &'static str =
         "Used, free and available space and inodes per mounted filesystem, from /proc/mounts and statvfs";
     const DEFAULT_PATH: &'static str = "diskspace";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: DiskSpaceConfig, env: &Environment) -> Result<Self, CollectorError> {
         if config.filesystems.is_empty() {

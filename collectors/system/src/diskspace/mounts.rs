@@ -61,8 +61,9 @@ pub(super) fn shown(bytes: &[u8], max: usize) -> String {
 /// The kernel writes six fields separated by single spaces: device, mount
 /// point, type, options, and two zeros (dump and pass, from fstab's
 /// format). Anything else is a parse error naming the file and line, as is
-/// an empty file or one whose last line lacks its newline (cut short).
-/// Blank lines are ignored.
+/// an empty file. A last line without its newline is read whole when it has
+/// its six fields (the last two, not used, after the ones used), and is cut
+/// short otherwise. Blank lines are ignored.
 pub(super) fn parse_mounts<'a>(
     path: &Path,
     text: &'a [u8],
@@ -73,14 +74,8 @@ pub(super) fn parse_mounts<'a>(
         return Err(parse_error(path, 1, "empty file"));
     }
     let lines = text.split(|&b| b == b'\n');
-    let count = text.iter().filter(|&&b| b == b'\n').count();
-    if !text.ends_with(b"\n") {
-        return Err(parse_error(
-            path,
-            count + 1,
-            "truncated: the last line does not end with a newline",
-        ));
-    }
+    let terminated = text.ends_with(b"\n");
+    let count = text.iter().filter(|&&b| b == b'\n').count() + usize::from(!terminated);
     for (i, line) in lines.take(count).enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -105,6 +100,13 @@ pub(super) fn parse_mounts<'a>(
             fields.next(),
         )
         else {
+            if !terminated && i + 1 == count {
+                return Err(crate::procfile::cut_short(
+                    path,
+                    i + 1,
+                    "it has fewer than the 6 fields of a mount line",
+                ));
+            }
             return Err(bad(
                 "expected 6 fields separated by single spaces (device, mount point, type, options, dump, pass)",
             ));
@@ -176,5 +178,20 @@ mod tests {
         parse_mounts(Path::new("m"), b" /mnt/x tmpfs rw 0 0\n\n", &mut lines).unwrap();
         assert_eq!(lines.len(), 1);
         assert_eq!(&*lines[0].device, b"");
+    }
+
+    #[test]
+    fn a_recorded_mounts_without_its_final_newline_is_read_whole() {
+        for name in ["mounts-sandbox", "mounts-edge"] {
+            let text = fixture(name);
+            let mut whole = Vec::new();
+            let mut cut = Vec::new();
+            parse_mounts(Path::new(name), &text, &mut whole).unwrap();
+            let trimmed = text.strip_suffix(b"\n").unwrap();
+            parse_mounts(Path::new(name), trimmed, &mut cut).unwrap();
+            assert_eq!(whole.len(), cut.len(), "{name}");
+            let last = |l: &[MountLine<'_>]| l.last().map(|m| m.mount_point.to_vec());
+            assert_eq!(last(&whole), last(&cut), "{name}");
+        }
     }
 }

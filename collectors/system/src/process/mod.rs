@@ -467,6 +467,7 @@ impl Collector for Process {
     const DESCRIPTION: &'static str =
         "Named groups of processes: count, CPU, memory, threads, file descriptors";
     const DEFAULT_PATH: &'static str = "process";
+    const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: ProcessConfig, env: &Environment) -> Result<Self, CollectorError> {
         let groups = Groups::compile(&config.groups)?;

@@ -310,12 +310,10 @@ struct Stat<'a> {
 }
 
 /// Parses `/proc/<pid>/stat` of process `pid`. `None` when it is not in the
-/// kernel's format: cut short (no final newline), another pid, no `(comm)`,
-/// or fewer fields than `starttime`.
+/// kernel's format: another pid, no `(comm)`, fewer fields than
+/// `starttime`, or cut short (no final newline, and nothing after
+/// `starttime`, the last field used, which may then be cut).
 fn parse_stat(buf: &[u8], pid: u32) -> Option<Stat<'_>> {
-    if buf.last() != Some(&b'\n') {
-        return None;
-    }
     let open = buf.iter().position(|&b| b == b'(')?;
     let close = buf.iter().rposition(|&b| b == b')')?;
     if close < open {
@@ -340,6 +338,12 @@ fn parse_stat(buf: &[u8], pid: u32) -> Option<Stat<'_>> {
     let stime = number(fields.next())?;
     let threads = number(fields.nth(4))?;
     let starttime = number(fields.nth(1))?;
+    // Without a final newline or space, starttime is whole only when more
+    // fields follow it (the kernel prints some thirty more).
+    let terminated = buf.last().is_some_and(u8::is_ascii_whitespace);
+    if !terminated && fields.next().is_none() {
+        return None;
+    }
     Some(Stat {
         comm,
         state: *state,
@@ -360,12 +364,12 @@ struct Memory {
 
 /// Parses `VmRSS` and `VmSize` of `/proc/<pid>/status`. A process with no
 /// memory of its own (a kernel thread) has neither line: 0. `None` when the
-/// file is not in the kernel's format (no `Name:` line, cut short, a size
-/// that is not `<n> kB`).
+/// file is not in the kernel's format (no `Name:` line, a size that is not
+/// `<n> kB`), or may have been cut before its memory lines: without a final
+/// newline, a whole `Threads:` line, which the kernel prints after them,
+/// must be there.
 fn parse_status(buf: &[u8]) -> Option<Memory> {
-    if buf.last() != Some(&b'\n') {
-        return None;
-    }
+    let terminated = buf.last() == Some(&b'\n');
     let kb = |v: &[u8]| -> Option<u64> {
         let digits = v.trim_ascii().strip_suffix(b"kB")?.trim_ascii_end();
         std::str::from_utf8(digits)
@@ -376,16 +380,20 @@ fn parse_status(buf: &[u8]) -> Option<Memory> {
     };
     let mut memory = Memory::default();
     let mut named = false;
-    for line in buf.split(|&b| b == b'\n') {
+    let mut past_memory = terminated;
+    let mut lines = buf.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
         if let Some(v) = line.strip_prefix(b"VmRSS:") {
             memory.rss = kb(v)?;
         } else if let Some(v) = line.strip_prefix(b"VmSize:") {
             memory.vms = kb(v)?;
         } else if line.starts_with(b"Name:") {
             named = true;
+        } else if line.starts_with(b"Threads:") && lines.peek().is_some() {
+            past_memory = true;
         }
     }
-    named.then_some(memory)
+    (named && past_memory).then_some(memory)
 }
 
 /// Parses the first field of `/proc/uptime`: seconds since boot.
@@ -752,7 +760,32 @@ mod tests {
         assert!(parse_status(b"Name:\tx\nVmRSS:\t  lots kB\n").is_none());
         assert!(parse_status(b"VmRSS:\t  12 kB\n").is_none(), "no Name");
         assert!(parse_status(b"Name:\tx\nVmRSS:\t  12 kB").is_none(), "cut");
+        assert!(parse_status(b"Name:\tx\nVmRSS:\t  12 kB\nThreads:\t1").is_none());
         assert!(parse_status(b"").is_none());
+    }
+
+    #[test]
+    fn recorded_files_without_their_final_newline_are_read_whole() {
+        for (name, pid) in [
+            ("sleep", 2174),
+            ("odd", 2173),
+            ("zombie", 2177),
+            ("kthread", 2),
+        ] {
+            let stat = fixture(&format!("{name}/stat"));
+            let cut = stat.strip_suffix(b"\n").unwrap();
+            assert_eq!(parse_stat(cut, pid), parse_stat(&stat, pid), "{name}");
+            assert!(parse_stat(cut, pid).is_some(), "{name}");
+            let status = fixture(&format!("{name}/status"));
+            let cut = status.strip_suffix(b"\n").unwrap();
+            assert_eq!(parse_status(cut), parse_status(&status), "{name}");
+            assert!(parse_status(cut).is_some(), "{name}");
+        }
+        // Cut before the memory lines (or in them): not whole.
+        let sleep = fixture("sleep/status");
+        let before_threads = sleep.windows(8).position(|w| w == b"Threads:").unwrap();
+        assert!(parse_status(&sleep[..before_threads + 9]).is_none());
+        assert!(parse_status(&sleep[..before_threads - 3]).is_none());
     }
 
     #[test]
