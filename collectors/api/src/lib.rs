@@ -9,12 +9,17 @@
 //! - [`rate`], the counter-to-rate rules the agent applies;
 //! - [`CollectorError`], what a failed run returns;
 //! - [`input`], reading files with a bound on their size;
+//! - `http` (cargo feature `http`), the HTTP(S) client every collector that
+//!   reads a server over HTTP uses: authentication, TLS options, a timeout, a
+//!   bound on the body, and errors by kind;
 //! - [`testing::Harness`], to run a collector in a test the way the agent does.
 #![warn(missing_docs)]
 
 pub mod batch;
 pub mod collector;
 pub mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod input;
 pub mod name;
 pub mod rate;
