@@ -59,8 +59,12 @@ pub struct HaproxyConfig {
     /// (see [`Collector`]'s common options); keep this one below it, so a
     /// hanging HAProxy gives this collector's clearer error.
     pub request_timeout: f64,
-    /// Verify the stats page's TLS certificate against the system's CAs.
+    /// Verify the stats page's TLS certificate against the system's CAs
+    /// (or those of `tls_ca_file`).
     pub verify_tls: bool,
+    /// Trust the CA certificates of this PEM file instead of the system's
+    /// (an internal CA).
+    pub tls_ca_file: Option<PathBuf>,
     /// Publish only the FRONTEND and BACKEND rows.
     pub ignore_servers: bool,
     /// Publish only proxies whose name matches one of these regexes.
@@ -90,6 +94,7 @@ impl Default for HaproxyConfig {
             password: None,
             request_timeout: 5.0,
             verify_tls: true,
+            tls_ca_file: None,
             ignore_servers: false,
             proxy_include: Vec::new(),
             proxy_exclude: Vec::new(),
@@ -111,6 +116,7 @@ impl fmt::Debug for HaproxyConfig {
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("request_timeout", &self.request_timeout)
             .field("verify_tls", &self.verify_tls)
+            .field("tls_ca_file", &self.tls_ca_file)
             .field("ignore_servers", &self.ignore_servers)
             .field("proxy_include", &self.proxy_include)
             .field("proxy_exclude", &self.proxy_exclude)
@@ -144,42 +150,6 @@ impl Collector for Haproxy {
     const DEFAULT_PATH: &'static str = "haproxy";
 
     fn new(config: HaproxyConfig, _env: &Environment) -> Result<Self, CollectorError> {
-        let source = match (&config.url, &config.socket) {
-            (Some(url), None) => Source::Http(HttpSource::new(
-                url,
-                config.username.as_deref(),
-                config.password.as_deref(),
-                config.verify_tls,
-            )?),
-            (None, Some(path)) => {
-                if config.username.is_some() || config.password.is_some() {
-                    let option = if config.username.is_some() {
-                        "username"
-                    } else {
-                        "password"
-                    };
-                    return Err(CollectorError::option(
-                        option,
-                        "username and password apply to url only: the stats socket has no authentication \
-                         (protect it with its file mode)",
-                    ));
-                }
-                Source::Socket(SocketSource::new(path)?)
-            }
-            (Some(_), Some(_)) => {
-                return Err(CollectorError::option(
-                    "socket",
-                    "set either url or socket, not both (one instance per HAProxy: \
-                     [collector.haproxy.<name>])",
-                ))
-            }
-            (None, None) => {
-                return Err(CollectorError::config(
-                    "set url (the stats page, e.g. \"http://127.0.0.1:8404/stats;csv\") \
-                     or socket (the stats socket, e.g. \"/run/haproxy/admin.sock\")",
-                ))
-            }
-        };
         let timeout = Duration::try_from_secs_f64(config.request_timeout)
             .ok()
             .filter(|t| !t.is_zero() && *t <= Duration::from_secs(3600))
@@ -199,6 +169,51 @@ impl Collector for Haproxy {
             ));
         }
         let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+        let source = match (&config.url, &config.socket) {
+            (Some(url), None) => Source::Http(HttpSource::new(
+                url,
+                config.username.as_deref(),
+                config.password.as_deref(),
+                config.verify_tls,
+                config.tls_ca_file.as_deref(),
+                timeout,
+                max_body_bytes,
+            )?),
+            (None, Some(path)) => {
+                if config.username.is_some() || config.password.is_some() {
+                    let option = if config.username.is_some() {
+                        "username"
+                    } else {
+                        "password"
+                    };
+                    return Err(CollectorError::option(
+                        option,
+                        "username and password apply to url only: the stats socket has no authentication \
+                         (protect it with its file mode)",
+                    ));
+                }
+                if config.tls_ca_file.is_some() {
+                    return Err(CollectorError::option(
+                        "tls_ca_file",
+                        "tls_ca_file applies to an https:// url only: the stats socket has no TLS",
+                    ));
+                }
+                Source::Socket(SocketSource::new(path)?)
+            }
+            (Some(_), Some(_)) => {
+                return Err(CollectorError::option(
+                    "socket",
+                    "set either url or socket, not both (one instance per HAProxy: \
+                     [collector.haproxy.<name>])",
+                ))
+            }
+            (None, None) => {
+                return Err(CollectorError::config(
+                    "set url (the stats page, e.g. \"http://127.0.0.1:8404/stats;csv\") \
+                     or socket (the stats socket, e.g. \"/run/haproxy/admin.sock\")",
+                ))
+            }
+        };
         let filters = Filters::new(
             config.ignore_servers,
             &config.proxy_include,
@@ -216,12 +231,12 @@ impl Collector for Haproxy {
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
-        let (bytes, origin);
-        let text: Cow<'_, str> = match &mut self.source {
+        let origin;
+        let text: Cow<'_, str> = match &self.source {
             Source::Http(http) => {
-                bytes = http.fetch(self.timeout, self.max_body_bytes).await?;
+                http.fetch(&mut self.buf).await?;
                 origin = http.display();
-                String::from_utf8_lossy(&bytes)
+                String::from_utf8_lossy(&self.buf)
             }
             Source::Socket(socket) => {
                 socket
