@@ -150,9 +150,15 @@ pub enum Redirects {
 
 /// Options of an [`HttpClient`]; [`build`](HttpClientBuilder::build) checks
 /// them.
-#[derive(Clone)]
+#[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct HttpClientBuilder {
+    settings: Settings,
+}
+
+/// The options of a client.
+#[derive(Clone)]
+struct Settings {
     username: Option<String>,
     password: Option<String>,
     timeout: Duration,
@@ -165,9 +171,9 @@ pub struct HttpClientBuilder {
     hints: Vec<(u16, String)>,
 }
 
-impl Default for HttpClientBuilder {
+impl Default for Settings {
     fn default() -> Self {
-        HttpClientBuilder {
+        Settings {
             username: None,
             password: None,
             timeout: DEFAULT_TIMEOUT,
@@ -182,26 +188,44 @@ impl Default for HttpClientBuilder {
     }
 }
 
+impl fmt::Debug for Settings {
+    /// Like a derived `Debug`, with the password hidden.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("timeout", &self.timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("verify_tls", &self.verify_tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("redirects", &self.redirects)
+            .field("user_agent", &self.user_agent)
+            .field("accept", &self.accept)
+            .field("hints", &self.hints)
+            .finish()
+    }
+}
+
 impl HttpClientBuilder {
     /// Basic authentication: the options `username` and `password` as the
     /// user wrote them (`None` when unset). A password without a username,
     /// or a username with a `:`, is refused by [`build`](Self::build).
     pub fn basic_auth(mut self, username: Option<&str>, password: Option<&str>) -> Self {
-        self.username = username.map(str::to_owned);
-        self.password = password.map(str::to_owned);
+        self.settings.username = username.map(str::to_owned);
+        self.settings.password = password.map(str::to_owned);
         self
     }
 
     /// Time allowed for a whole request, from connecting to the last byte
     /// of the body ([`DEFAULT_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
     /// The largest body accepted, in bytes ([`DEFAULT_MAX_BODY_BYTES`]).
     pub fn max_body_bytes(mut self, max: usize) -> Self {
-        self.max_body_bytes = max;
+        self.settings.max_body_bytes = max;
         self
     }
 
@@ -209,7 +233,7 @@ impl HttpClientBuilder {
     /// certificate: the connection is still encrypted (and the handshake's
     /// signatures checked), but not authenticated.
     pub fn verify_tls(mut self, verify: bool) -> Self {
-        self.verify_tls = verify;
+        self.settings.verify_tls = verify;
         self
     }
 
@@ -217,26 +241,26 @@ impl HttpClientBuilder {
     /// store (an internal CA, or a self-signed certificate that is not a
     /// CA). Read at the first HTTPS request.
     pub fn tls_ca_file(mut self, path: Option<&Path>) -> Self {
-        self.tls_ca_file = path.map(Path::to_owned);
+        self.settings.tls_ca_file = path.map(Path::to_owned);
         self
     }
 
     /// The redirect policy ([`Redirects::NotFollowed`]).
     pub fn redirects(mut self, redirects: Redirects) -> Self {
-        self.redirects = redirects;
+        self.settings.redirects = redirects;
         self
     }
 
     /// The `User-Agent` header (`carat/<version>`): name the collector,
     /// `carat-haproxy/0.1.0`, so the server's log says who asked.
     pub fn user_agent(mut self, user_agent: &str) -> Self {
-        user_agent.clone_into(&mut self.user_agent);
+        user_agent.clone_into(&mut self.settings.user_agent);
         self
     }
 
     /// The `Accept` header (none by default).
     pub fn accept(mut self, accept: &str) -> Self {
-        self.accept = Some(accept.to_owned());
+        self.settings.accept = Some(accept.to_owned());
         self
     }
 
@@ -244,13 +268,14 @@ impl HttpClientBuilder {
     /// `.hint(404, "check the path: it must be the `stats uri`")`.
     /// (401 has a hint already: check username and password, or set them.)
     pub fn hint(mut self, code: u16, hint: &str) -> Self {
-        self.hints.push((code, hint.to_owned()));
+        self.settings.hints.push((code, hint.to_owned()));
         self
     }
 
     /// Checks the options and returns the client. Does no I/O.
     pub fn build(self) -> Result<HttpClient, CollectorError> {
-        match (&self.username, &self.password) {
+        let s = self.settings;
+        match (&s.username, &s.password) {
             (None, Some(_)) => {
                 return Err(CollectorError::option(
                     "password",
@@ -265,81 +290,44 @@ impl HttpClientBuilder {
             }
             _ => {}
         }
-        if self.timeout.is_zero() {
+        if s.timeout.is_zero() {
             return Err(CollectorError::option(
                 "request_timeout",
                 "must be more than 0",
             ));
         }
-        if self.max_body_bytes == 0 {
+        if s.max_body_bytes == 0 {
             return Err(CollectorError::option(
                 "max_body_bytes",
                 "must be at least 1",
             ));
         }
-        if !self.verify_tls && self.tls_ca_file.is_some() {
+        if !s.verify_tls && s.tls_ca_file.is_some() {
             return Err(CollectorError::option(
                 "tls_ca_file",
                 "is set, but verify_tls = false accepts any certificate: \
                  remove one of the two",
             ));
         }
-        if self.tls_ca_file.as_deref() == Some(Path::new("")) {
+        if s.tls_ca_file.as_deref() == Some(Path::new("")) {
             return Err(CollectorError::option("tls_ca_file", "is empty"));
         }
-        let user_agent = HeaderValue::from_str(&self.user_agent)
-            .map_err(|_| CollectorError::config("HTTP client: the user agent is not a header"))?;
-        let accept = match &self.accept {
-            Some(a) => Some(HeaderValue::from_str(a).map_err(|_| {
-                CollectorError::config("HTTP client: the Accept value is not a header")
-            })?),
-            None => None,
-        };
+        let headers = [Some(&s.user_agent), s.accept.as_ref()];
+        if headers
+            .into_iter()
+            .flatten()
+            .any(|value| HeaderValue::from_str(value).is_err())
+        {
+            return Err(CollectorError::config(
+                "HTTP client: the user agent or Accept value is not a header value",
+            ));
+        }
         Ok(HttpClient {
-            settings: Arc::new(Settings {
-                username: self.username,
-                password: self.password,
-                timeout: self.timeout,
-                max_body_bytes: self.max_body_bytes,
-                verify_tls: self.verify_tls,
-                tls_ca_file: self.tls_ca_file,
-                redirects: self.redirects,
-                user_agent,
-                accept,
-                hints: self.hints,
-            }),
+            settings: Arc::new(s),
             plain: OnceLock::new(),
             tls: OnceLock::new(),
         })
     }
-}
-
-impl fmt::Debug for HttpClientBuilder {
-    /// Like a derived `Debug`, with the password hidden.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpClientBuilder")
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
-            .field("timeout", &self.timeout)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("verify_tls", &self.verify_tls)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .field("redirects", &self.redirects)
-            .finish_non_exhaustive()
-    }
-}
-
-struct Settings {
-    username: Option<String>,
-    password: Option<String>,
-    timeout: Duration,
-    max_body_bytes: usize,
-    verify_tls: bool,
-    tls_ca_file: Option<PathBuf>,
-    redirects: Redirects,
-    user_agent: HeaderValue,
-    accept: Option<HeaderValue>,
-    hints: Vec<(u16, String)>,
 }
 
 /// An HTTP(S) client with the options of one collector instance: see the
@@ -356,15 +344,8 @@ pub struct HttpClient {
 impl fmt::Debug for HttpClient {
     /// The options, with the password hidden.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.settings;
         f.debug_struct("HttpClient")
-            .field("username", &s.username)
-            .field("password", &s.password.as_ref().map(|_| "<hidden>"))
-            .field("timeout", &s.timeout)
-            .field("max_body_bytes", &s.max_body_bytes)
-            .field("verify_tls", &s.verify_tls)
-            .field("tls_ca_file", &s.tls_ca_file)
-            .field("redirects", &s.redirects)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -528,7 +509,10 @@ fn build_client(
     let tls = tls_config(s, with_tls).map_err(|e| CollectorError::tls(target, e))?;
     let mut headers = HeaderMap::new();
     if let Some(accept) = &s.accept {
-        headers.insert(ACCEPT, accept.clone());
+        let accept = HeaderValue::from_str(accept).map_err(|_| {
+            CollectorError::config("HTTP client: the Accept value is not a header value")
+        })?;
+        headers.insert(ACCEPT, accept);
     }
     let redirect = match s.redirects {
         Redirects::NotFollowed => reqwest::redirect::Policy::none(),
@@ -540,7 +524,7 @@ fn build_client(
         .redirect(redirect)
         .referer(false)
         .pool_max_idle_per_host(0)
-        .user_agent(s.user_agent.clone())
+        .user_agent(s.user_agent.as_str())
         .default_headers(headers)
         .build()
         .map_err(|e| {
@@ -732,9 +716,27 @@ fn find_source<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Op
     None
 }
 
-/// The TLS failure in `e`'s chain, as text.
+/// The TLS failure in `e`'s chain, as text, with a hint for the two that
+/// operators meet most.
 fn find_tls_error(e: &reqwest::Error) -> Option<String> {
-    find_source::<rustls::Error>(e).map(ToString::to_string)
+    let tls = find_source::<rustls::Error>(e)?;
+    let mut text = tls.to_string();
+    if matches!(
+        tls,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+    ) {
+        text.push_str(
+            " (no trusted CA issued the server's certificate: set tls_ca_file to the CA \
+             that did, or verify_tls = false to accept any certificate)",
+        );
+    } else if text.contains("CaUsedAsEndEntity") {
+        text.push_str(
+            " (the server's certificate is a CA certificate, as `openssl req -x509` makes \
+             by default; a server's own certificate must not be: issue it from a CA and set \
+             tls_ca_file to that CA, or set verify_tls = false)",
+        );
+    }
+    Some(text)
 }
 
 /// `e`'s sources, joined by `: `, without `reqwest`'s own first line

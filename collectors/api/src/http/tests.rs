@@ -175,6 +175,13 @@ fn client() -> HttpClient {
         .unwrap()
 }
 
+/// Asserts that `err` is of kind `label` and its message holds `text`.
+fn assert_kind(err: &CollectorError, label: &str, text: &str) {
+    assert_eq!(err.label(), label, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(text), "{msg:?} lacks {text:?}");
+}
+
 fn free_port() -> u16 {
     // Bound, then closed: nobody listens on it (unless another test takes
     // it in between, which the kernel's port allocation makes unlikely).
@@ -223,11 +230,10 @@ async fn a_server_that_never_answers_is_a_timeout() {
         .unwrap();
     let started = Instant::now();
     let err = client.get(&fake.url("/stats")).await.unwrap_err();
-    assert_eq!(err.label(), "timeout", "{err}");
-    assert!(
-        err.to_string()
-            .contains("timed out: no complete answer within the timeout of 0.3 s"),
-        "{err}"
+    assert_kind(
+        &err,
+        "timeout",
+        "timed out: no complete answer within the timeout of 0.3 s",
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 
@@ -361,11 +367,10 @@ async fn the_body_bound_is_enforced_while_streaming() {
         .get_into(&fake.url("/"), &mut body)
         .await
         .unwrap_err();
-    assert_eq!(err.label(), "limit", "{err}");
-    assert!(
-        err.to_string()
-            .contains("the answer is larger than max_body_bytes (1048576 bytes; more): refused"),
-        "{err}"
+    assert_kind(
+        &err,
+        "limit",
+        "the answer is larger than max_body_bytes (1048576 bytes; more): refused",
     );
     // Refused as soon as the bound was passed, not at the end of the
     // (endless) answer, and the memory is given back.
@@ -395,11 +400,10 @@ async fn an_announced_body_over_the_bound_is_refused_before_reading() {
         .unwrap();
     let started = Instant::now();
     let err = client.get(&fake.url("/")).await.unwrap_err();
-    assert_eq!(err.label(), "limit", "{err}");
-    assert!(
-        err.to_string()
-            .contains("larger than max_body_bytes (1000 bytes; 10000000 bytes announced)"),
-        "{err}"
+    assert_kind(
+        &err,
+        "limit",
+        "larger than max_body_bytes (1000 bytes; 10000000 bytes announced)",
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -519,6 +523,7 @@ async fn tls_with_an_unknown_issuer_is_a_tls_error() {
         msg.starts_with(&format!("{url}: TLS handshake failed: ")) && msg.contains("certificate"),
         "{msg}"
     );
+    assert!(msg.contains("set tls_ca_file to the CA"), "{msg}");
     // The CA file of another CA: the same.
     let other = tempfile_with(include_str!("testdata/server.pem"));
     let client = HttpClient::builder()
@@ -670,16 +675,9 @@ fn redacts_credentials() {
 #[test]
 fn tls_configurations_build() {
     let settings = |verify_tls, tls_ca_file| Settings {
-        username: None,
-        password: None,
-        timeout: DEFAULT_TIMEOUT,
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         verify_tls,
         tls_ca_file,
-        redirects: Redirects::NotFollowed,
-        user_agent: HeaderValue::from_static("t"),
-        accept: None,
-        hints: Vec::new(),
+        ..Settings::default()
     };
     tls_config(&settings(false, None), true).unwrap();
     tls_config(&settings(true, Some(testdata("ca.pem"))), true).unwrap();
