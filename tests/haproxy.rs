@@ -17,6 +17,10 @@ use support::haproxy::{Haproxy, WebServer, STATS_PASSWORD, STATS_USER};
 use support::sink::LineSink;
 use support::{config, eventually, Running};
 
+/// The `[agent]` table of the tests that run the agent: host `lb1`, every
+/// collector every 0.3 s.
+const AGENT: &str = "[agent]\nhostname = \"lb1\"\ninterval = 0.3\nsplay = 0";
+
 /// HAProxy's checks run every 200 ms; a state change shows within this.
 const CHANGE_LIMIT: Duration = Duration::from_secs(5);
 
@@ -237,7 +241,8 @@ async fn stats_page_over_https() {
         verify_tls,
         ..HaproxyConfig::default()
     };
-    // A self-signed certificate: accepted only without verification.
+    // A certificate from a CA the system does not know: accepted only
+    // without verification (or with that CA as tls_ca_file, below).
     let p = harness(tls(false)).collect().await.unwrap();
     assert_eq!(get(&p, "be_app.web1.status"), 1.0);
     let err = harness(tls(true)).collect().await.unwrap_err();
@@ -257,6 +262,25 @@ async fn stats_page_over_https() {
         ..HaproxyConfig::default()
     });
     assert!(h.collect().await.is_err());
+}
+
+/// `tls_ca_file`: the page's certificate verified against a CA that is not
+/// in the system's store.
+#[tokio::test(flavor = "current_thread")]
+async fn stats_page_over_https_verified_with_a_ca_file() {
+    let web1 = WebServer::start();
+    let haproxy = Haproxy::start(&[web1.port()], true);
+    haproxy.wait_for_status("web1", "UP", CHANGE_LIMIT);
+    let mut h = harness(HaproxyConfig {
+        url: Some(format!(
+            "https://127.0.0.1:{}/stats",
+            haproxy.stats_tls_port()
+        )),
+        tls_ca_file: Some(haproxy.ca_certificate()),
+        ..http_config(&haproxy)
+    });
+    let p = h.collect().await.unwrap();
+    assert_eq!(get(&p, "be_app.web1.status"), 1.0);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -283,11 +307,7 @@ async fn the_agent_publishes_diamond_paths_for_two_instances() {
     let (_web1, _web2, haproxy) = started();
     let sink = LineSink::start();
     let running = Running::start(config(&format!(
-        r#"
-[agent]
-hostname = "lb1"
-interval = 0.3
-splay = 0
+        r#"{AGENT}
 self_metrics = false
 
 [collector.haproxy.edge]
@@ -360,11 +380,7 @@ async fn the_agent_counts_errors_by_kind() {
         .port();
     let sink = LineSink::start();
     let running = Running::start(config(&format!(
-        r#"
-[agent]
-hostname = "lb1"
-interval = 0.3
-splay = 0
+        r#"{AGENT}
 
 [collector.haproxy.down]
 url = "http://127.0.0.1:{closed}/stats"

@@ -40,6 +40,12 @@ impl HttpSource {
         max_body_bytes: usize,
     ) -> Result<HttpSource, CollectorError> {
         let mut url = parse_url("url", url)?;
+        if tls_ca_file.is_some() && url.scheme() != "https" {
+            return Err(CollectorError::option(
+                "tls_ca_file",
+                "tls_ca_file applies to an https:// url only",
+            ));
+        }
         // Browsers keep a fragment to themselves; so does this.
         url.set_fragment(None);
         if !url.as_str().contains(";csv") {

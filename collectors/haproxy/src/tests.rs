@@ -955,6 +955,50 @@ fn options_that_cannot_work() {
 }
 
 #[test]
+fn tls_ca_file_applies_to_https_only() {
+    let ca = || Some(PathBuf::from("/etc/ssl/internal-ca.pem"));
+    for (config, expected) in [
+        (
+            HaproxyConfig {
+                url: Some("http://127.0.0.1:8404/stats".into()),
+                tls_ca_file: ca(),
+                ..HaproxyConfig::default()
+            },
+            "https:// url only",
+        ),
+        (
+            HaproxyConfig {
+                socket: Some(PathBuf::from("/run/haproxy/admin.sock")),
+                tls_ca_file: ca(),
+                ..HaproxyConfig::default()
+            },
+            "the stats socket has no TLS",
+        ),
+        (
+            HaproxyConfig {
+                url: Some("https://lb:8404/stats".into()),
+                tls_ca_file: ca(),
+                verify_tls: false,
+                ..HaproxyConfig::default()
+            },
+            "verify_tls = false",
+        ),
+    ] {
+        let (named, msg) = config_error(config);
+        assert_eq!(named.as_deref(), Some("tls_ca_file"), "{msg}");
+        assert!(msg.contains(expected), "{msg:?} lacks {expected:?}");
+    }
+    // An https:// page with its CA: built (the file is read at the first
+    // reading, not here).
+    let config = HaproxyConfig {
+        url: Some("https://lb:8404/stats".into()),
+        tls_ca_file: ca(),
+        ..HaproxyConfig::default()
+    };
+    assert!(Haproxy::new(config, &Environment::default()).is_ok());
+}
+
+#[test]
 fn defaults_unknown_keys_and_hidden_password() {
     use serde::de::value::{Error, MapDeserializer};
     let empty: MapDeserializer<'_, std::vec::IntoIter<(&str, &str)>, Error> =
