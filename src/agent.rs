@@ -79,8 +79,8 @@ impl Agent {
         );
         // Patterns were compiled once when the configuration was validated.
         let filter = NameFilter::new(
-            &instance.common.metrics_whitelist.0,
-            &instance.common.metrics_blacklist.0,
+            instance.common.metrics_whitelist.sources(),
+            instance.common.metrics_blacklist.sources(),
         )
         .unwrap_or_default();
         Publisher::new(prefix, filter)

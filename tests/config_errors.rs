@@ -145,6 +145,130 @@ fn invalid_regex_in_a_common_option() {
 }
 
 #[test]
+fn durations_may_be_written_with_units() {
+    let f = Files::new();
+    let p = f.write(
+        "d.toml",
+        "[agent]\n\
+         interval = \"10s\"\n\
+         splay = \"1m30s\"\n\
+         shutdown_timeout = \"2.5s\"\n\
+         [collector.memory]\n\
+         interval = \"1h 30m\"\n\
+         timeout = \"500ms\"\n\
+         splay = 2\n\
+         [collector.cpu]\n\
+         interval = \"20\"\n\
+         [output.graphite]\n\
+         timeout = \"250ms\"\n\
+         reconnect_min = \"0.5s\"\n\
+         reconnect_max = \"1m\"\n",
+    );
+    let c = load_file(&p, &support::collectors::registry()).unwrap();
+    let secs = std::time::Duration::from_secs;
+    let ms = std::time::Duration::from_millis;
+    assert_eq!(c.agent.interval, secs(10));
+    assert_eq!(c.agent.splay, secs(90));
+    assert_eq!(c.agent.shutdown_timeout, ms(2_500));
+    let by = |n: &str| c.collectors.iter().find(|c| c.name == n).unwrap();
+    assert_eq!(by("memory").common.interval, Some(secs(5_400)));
+    assert_eq!(by("memory").common.timeout, Some(ms(500)));
+    assert_eq!(by("memory").common.splay, Some(secs(2)));
+    // A string holding only a number is seconds, as a number is.
+    assert_eq!(by("cpu").common.interval, Some(secs(20)));
+    let OutputSettings::Graphite(g) = &c.outputs[0].settings else {
+        panic!("{:?}", c.outputs);
+    };
+    assert_eq!(g.timeout, ms(250));
+    assert_eq!((g.reconnect_min, g.reconnect_max), (ms(500), secs(60)));
+}
+
+#[test]
+fn a_bad_duration_names_the_file_line_key_and_the_accepted_forms() {
+    let f = Files::new();
+    for (i, (toml, line, key, words)) in [
+        (
+            "[agent]\ninterval = \"10 parsecs\"\n",
+            2,
+            "agent.interval",
+            "\"10 parsecs\" is not a duration (unknown unit \"parsecs\")",
+        ),
+        (
+            "[collector.memory]\n\ntimeout = \"-5s\"\n",
+            3,
+            "collector.memory.timeout",
+            "\"-5s\" is not a duration (a duration cannot be negative)",
+        ),
+        (
+            "[collector.cpu]\ninterval = \"1m30\"\n",
+            2,
+            "collector.cpu.interval",
+            "\"1m30\" is not a duration (\"30\" has no unit)",
+        ),
+        // Well written, but outside the range: the range is named.
+        (
+            "[agent]\ninterval = \"1ms\"\n",
+            2,
+            "agent.interval",
+            "\"1ms\" (0.001 s) is not a valid duration here: expected 0.01 to 86400 seconds",
+        ),
+        (
+            "[output.graphite]\nreconnect_max = \"2h\"\n",
+            2,
+            "output.graphite.reconnect_max",
+            "\"2h\" (7200 s) is not a valid duration here: expected 0.01 to 3600 seconds",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let output = if toml.starts_with("[output") {
+            ""
+        } else {
+            OUTPUT
+        };
+        let p = f.write(&format!("d{i}.toml"), &format!("{toml}{output}"));
+        let e = error_of(&p);
+        assert_error(&e, &p, line, key, words);
+        if !words.contains("expected 0.01") {
+            assert!(
+                e.message.ends_with(
+                    "expected a number of seconds (10, 0.5) or a string of numbers with units \
+                     (\"10s\", \"500ms\", \"1m\", \"1h30m\", \"2.5s\"; units ns, us, ms, s, m, h, d)"
+                ),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_error_in_a_list_of_tables_names_the_entry() {
+    let f = Files::new();
+    let groups = "[collector.process]\n\
+                  [[collector.process.groups]]\nname = \"ok\"\nexe = \"^/x$\"\n\
+                  [[collector.process.groups]]\nname = \"celery\"\n";
+    for (i, (bad, key, words)) in [
+        (
+            "cmdline = \"celery(worker\"",
+            "collector.process.groups.1.cmdline",
+            "invalid regex \"celery(worker\": unclosed group",
+        ),
+        (
+            "selfmon = \"yes\"",
+            "collector.process.groups.1.selfmon",
+            "invalid type",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = f.write(&format!("g{i}.toml"), &format!("{groups}{bad}\n{OUTPUT}"));
+        assert_error(&error_of(&p), &p, 7, key, words);
+    }
+}
+
+#[test]
 fn output_problems() {
     let f = Files::new();
     let p = f.write(
@@ -210,7 +334,7 @@ fn errors_in_config_dir_name_that_file() {
         &bad,
         3,
         "collector.loadavg.interval",
-        "invalid type",
+        "\"often\" is not a duration",
     );
 
     std::fs::remove_file(&bad).unwrap();
@@ -381,7 +505,7 @@ fn options_a_collector_cannot_work_with_are_refused_at_their_line() {
         &extra,
         4,
         "collector.network.interfaces",
-        "regular expressions",
+        "invalid regex \"eth(\"",
     );
 }
 

@@ -258,7 +258,7 @@ async fn stats_page_over_https() {
             "http://127.0.0.1:{}/stats",
             haproxy.stats_tls_port()
         )),
-        request_timeout: 2.0,
+        request_timeout: Duration::from_secs(2),
         ..HaproxyConfig::default()
     });
     assert!(h.collect().await.is_err());

@@ -201,34 +201,49 @@ impl<'a> Source<'a> {
 }
 
 /// Pushes onto `path` the keys leading to the entry whose key or value
-/// covers `span`.
-fn key_path_at(value: &DeValue<'_>, span: &Range<usize>, path: &mut Vec<String>) {
-    let covers = |outer: Range<usize>| outer.start <= span.start && span.end <= outer.end;
+/// covers `span`; returns whether it found one. A table of an array of
+/// tables (`[[collector.process.groups]]`) spans only its header, so
+/// tables and arrays that do not cover `span` are searched too.
+fn key_path_at(value: &DeValue<'_>, span: &Range<usize>, path: &mut Vec<String>) -> bool {
     match value {
-        DeValue::Table(table) => {
-            for (k, v) in table.iter() {
-                if covers(k.span()) {
-                    path.push(k.get_ref().to_string());
-                    return;
-                }
-                if covers(v.span()) {
-                    path.push(k.get_ref().to_string());
-                    key_path_at(v.get_ref(), span, path);
-                    return;
-                }
-            }
-        }
-        DeValue::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                if covers(v.span()) {
-                    path.push(i.to_string());
-                    key_path_at(v.get_ref(), span, path);
-                    return;
-                }
-            }
-        }
-        _ => {}
+        DeValue::Table(table) => table
+            .iter()
+            .any(|(k, v)| entry_path_at(k.get_ref().to_string(), Some(k.span()), v, span, path)),
+        DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .any(|(i, v)| entry_path_at(i.to_string(), None, v, span, path)),
+        _ => false,
     }
+}
+
+/// [`key_path_at`] for one entry, `name` (its key at `key_span`, if it has
+/// one) holding `value`.
+fn entry_path_at(
+    name: String,
+    key_span: Option<Range<usize>>,
+    value: &Spanned<DeValue<'_>>,
+    span: &Range<usize>,
+    path: &mut Vec<String>,
+) -> bool {
+    let covers = |outer: &Range<usize>| outer.start <= span.start && span.end <= outer.end;
+    if key_span.as_ref().is_some_and(covers) {
+        path.push(name);
+        return true;
+    }
+    if covers(&value.span()) {
+        path.push(name);
+        key_path_at(value.get_ref(), span, path);
+        return true;
+    }
+    if matches!(value.get_ref(), DeValue::Table(_) | DeValue::Array(_)) {
+        path.push(name);
+        if key_path_at(value.get_ref(), span, path) {
+            return true;
+        }
+        path.pop();
+    }
+    false
 }
 
 /// Parses one file, adding its collectors and outputs to `acc`. `main` is
@@ -421,7 +436,7 @@ fn add_collector(
         (&common.metrics_whitelist, "metrics_whitelist"),
         (&common.metrics_blacklist, "metrics_blacklist"),
     ] {
-        for pattern in &list.0 {
+        for pattern in list.sources() {
             if let Err(e) = regex::Regex::new(pattern) {
                 let key_span = key_span(table_value.get_ref(), option).unwrap_or(span.clone());
                 return Err(src.error(
@@ -640,7 +655,7 @@ fn add_output(
         (whitelist, "metrics_whitelist"),
         (blacklist, "metrics_blacklist"),
     ] {
-        for pattern in &list.0 {
+        for pattern in list.sources() {
             if let Err(e) = regex::Regex::new(pattern) {
                 let at = key_span(table.get_ref(), option).unwrap_or(span.clone());
                 return Err(src.error(

@@ -15,8 +15,8 @@ mod types;
 pub use error::{line_and_column, ConfigError, LineIndex};
 pub use load::{load_file, load_str, BUILTIN_NAME};
 pub use types::{
-    AgentConfig, AmqpConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, Patterns,
-    SecondsRange, StatsdConfig, StatsdProtocol, StdoutConfig, COMMON_COLLECTOR_KEYS,
+    AgentConfig, AmqpConfig, CommonOptions, GraphiteConfig, GraphiteProtocol, NamePatterns,
+    Patterns, SecondsRange, StatsdConfig, StatsdProtocol, StdoutConfig, COMMON_COLLECTOR_KEYS,
     INTERVAL_RANGE, MAX_METRICS_RANGE, OUTPUT_TIMEOUT_RANGE, RECONNECT_RANGE, RUN_TIMEOUT_RANGE,
     SHUTDOWN_TIMEOUT_RANGE, SPLAY_RANGE,
 };

@@ -1,9 +1,17 @@
 //! The typed configuration: the `[agent]` table, the options every collector
 //! instance has, and the output tables.
+//!
+//! Every duration may be written as a number of seconds (`10`, `0.5`) or as
+//! a string with units (`"10s"`, `"500ms"`, `"1h30m"`), as
+//! [`carat_collector::options::duration`] reads them, and is checked
+//! against its range (`INTERVAL_RANGE`, …).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use carat_collector::options::SecondsRange;
+use carat_collector::options::{AtStart, Search};
+use carat_collector::redact::redact_url;
 use serde::{Deserialize, Deserializer};
 
 use crate::hostname::HostnameMethod;
@@ -109,10 +117,10 @@ pub struct CommonOptions {
     pub max_metrics: usize,
     /// Regexes on the metric name below the collector path: when any is
     /// given, only matching metrics are published.
-    pub metrics_whitelist: Patterns,
+    pub metrics_whitelist: NamePatterns,
     /// Regexes on the metric name below the collector path: matching metrics
     /// are not published.
-    pub metrics_blacklist: Patterns,
+    pub metrics_blacklist: NamePatterns,
 }
 
 impl Default for CommonOptions {
@@ -124,30 +132,23 @@ impl Default for CommonOptions {
             splay: None,
             timeout: None,
             max_metrics: carat_collector::Batch::DEFAULT_MAX_SAMPLES,
-            metrics_whitelist: Patterns::default(),
-            metrics_blacklist: Patterns::default(),
+            metrics_whitelist: NamePatterns::default(),
+            metrics_blacklist: NamePatterns::default(),
         }
     }
 }
 
-/// One regex or a list of them (Diamond configs have a single string).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Patterns(pub Vec<String>);
+/// Regexes on the metric names below a collector's path, matched at the
+/// start of the name as Diamond's `re.match` is (`total` matches
+/// `total.user`, not `cpu0.total`): a collector's `metrics_whitelist` and
+/// `metrics_blacklist`. One regex or a list; compiled when read, so a bad
+/// one is refused at its line.
+pub type NamePatterns = carat_collector::options::Patterns<AtStart>;
 
-impl<'de> Deserialize<'de> for Patterns {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged, expecting = "a regex string or a list of regex strings")]
-        enum OneOrMany {
-            One(String),
-            Many(Vec<String>),
-        }
-        Ok(match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => Patterns(vec![s]),
-            OneOrMany::Many(v) => Patterns(v),
-        })
-    }
-}
+/// Regexes searched anywhere in the full metric path: an output's
+/// `metrics_whitelist` and `metrics_blacklist`. One regex or a list;
+/// compiled when read.
+pub type Patterns = carat_collector::options::Patterns<Search>;
 
 /// The `[output.stdout]` table: Graphite plaintext lines on standard output.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -372,7 +373,7 @@ impl Default for AmqpConfig {
 impl std::fmt::Debug for AmqpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpConfig")
-            .field("url", &redact_url_password(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("exchange", &self.exchange)
             .field("declare_exchange", &self.declare_exchange)
             .field("metric_name_in_body", &self.metric_name_in_body)
@@ -391,97 +392,33 @@ impl std::fmt::Debug for AmqpConfig {
     }
 }
 
-/// `scheme://user:***@host…` for `scheme://user:password@host…`; other
-/// strings unchanged.
-pub fn redact_url_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &authority[..colon],
-            &rest[at..]
-        ),
-        _ => url.to_owned(),
-    }
-}
-
-/// The allowed range of a duration option, in seconds (both ends included).
-///
-/// Every duration is bounded: a typo such as `interval = 1e-9` would
-/// otherwise spin the host's cores running collectors tens of thousands of
-/// times a second, and `interval = 36000000` would silently never run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SecondsRange {
-    /// The shortest duration accepted.
-    pub min: f64,
-    /// The longest duration accepted.
-    pub max: f64,
-}
+// Durations are written as a number of seconds or as a string with units
+// ("10s", "500ms", "1h30m"): see carat_collector::options::duration. Each
+// has a range; a value outside it is refused naming the range.
 
 /// `interval` (agent and collectors): 10 ms, the shortest interval that
 /// still leaves a core mostly idle with every system collector enabled
 /// (tests run at 20 ms), to one day.
-pub const INTERVAL_RANGE: SecondsRange = SecondsRange {
-    min: 0.01,
-    max: 86_400.0,
-};
+pub const INTERVAL_RANGE: SecondsRange = SecondsRange::new(0.01, 86_400.0);
 
 /// A collector's `timeout`: as `interval`.
 pub const RUN_TIMEOUT_RANGE: SecondsRange = INTERVAL_RANGE;
 
 /// `splay` (agent and collectors): none at all, to one day (it is also
 /// never more than the instance's interval).
-pub const SPLAY_RANGE: SecondsRange = SecondsRange {
-    min: 0.0,
-    max: 86_400.0,
-};
+pub const SPLAY_RANGE: SecondsRange = SecondsRange::new(0.0, 86_400.0);
 
 /// `shutdown_timeout`: 0 (stop at once, counting what is left as dropped
 /// or spooling it) to 10 minutes; init systems kill a service long before
 /// that (systemd's default is 90 s).
-pub const SHUTDOWN_TIMEOUT_RANGE: SecondsRange = SecondsRange {
-    min: 0.0,
-    max: 600.0,
-};
+pub const SHUTDOWN_TIMEOUT_RANGE: SecondsRange = SecondsRange::new(0.0, 600.0);
 
 /// An output's `timeout` for a connect or a write: 10 ms to 10 minutes.
-pub const OUTPUT_TIMEOUT_RANGE: SecondsRange = SecondsRange {
-    min: 0.01,
-    max: 600.0,
-};
+pub const OUTPUT_TIMEOUT_RANGE: SecondsRange = SecondsRange::new(0.01, 600.0);
 
 /// An output's `reconnect_min` and `reconnect_max`: 10 ms to one hour
 /// (and `reconnect_max` at least `reconnect_min`).
-pub const RECONNECT_RANGE: SecondsRange = SecondsRange {
-    min: 0.01,
-    max: 3_600.0,
-};
-
-impl SecondsRange {
-    /// `secs` as a duration, or why it is not in this range.
-    pub fn check(&self, secs: f64) -> Result<Duration, String> {
-        if secs.is_finite() && (self.min..=self.max).contains(&secs) {
-            if let Ok(d) = Duration::try_from_secs_f64(secs) {
-                return Ok(d);
-            }
-        }
-        Err(format!(
-            "{secs} is not a valid number of seconds here: expected {} to {} seconds",
-            self.min, self.max
-        ))
-    }
-
-    fn deserialize<'de, D: Deserializer<'de>>(&self, d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        self.check(secs).map_err(serde::de::Error::custom)
-    }
-}
+pub const RECONNECT_RANGE: SecondsRange = SecondsRange::new(0.01, 3_600.0);
 
 fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     INTERVAL_RANGE.deserialize(d)

@@ -259,7 +259,7 @@ pub fn start(outputs: &[OutputInstance], stats: &[Arc<OutputStats>], closing: &C
         };
         let (whitelist, blacklist) = output.settings.filters();
         // Patterns were compiled once when the configuration was validated.
-        let filter = PathFilter::new(&whitelist.0, &blacklist.0).unwrap_or_default();
+        let filter = PathFilter::new(whitelist.sources(), blacklist.sources()).unwrap_or_default();
         queues.push(Queue {
             name: name.clone(),
             sender,

@@ -9,6 +9,10 @@
 //! - [`rate`], the counter-to-rate rules the agent applies;
 //! - [`CollectorError`], what a failed run returns;
 //! - [`input`], reading files with a bound on their size;
+//! - [`options`], the types of options every collector reads the same way:
+//!   lists, regexes, durations (`10` or `"10s"`), byte units;
+//! - [`redact`], keeping secrets of URLs and messages out of logs and errors;
+//! - [`blocking`], calls that may hang, run with a deadline on bounded threads;
 //! - `http` (cargo feature `http`), the HTTP(S) client every collector that
 //!   reads a server over HTTP uses: authentication, TLS options, a timeout, a
 //!   bound on the body, and errors by kind;
@@ -16,13 +20,16 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod blocking;
 pub mod collector;
 pub mod error;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod input;
 pub mod name;
+pub mod options;
 pub mod rate;
+pub mod redact;
 pub mod testing;
 
 pub use batch::{Batch, MetricKind, Sample, SampleValue};

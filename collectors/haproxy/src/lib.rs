@@ -33,6 +33,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use carat_collector::options::{self, Filter, Patterns, SecondsRange};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 
@@ -54,11 +55,14 @@ pub struct HaproxyConfig {
     /// Its password. Write `password = "${HAPROXY_STATS_PASSWORD}"` to keep
     /// it out of the file: the agent substitutes environment variables.
     pub password: Option<String>,
-    /// Seconds allowed for reading the stats, from connecting to the last
-    /// byte. Not `timeout`: that key is the agent's limit for the whole run
-    /// (see [`Collector`]'s common options); keep this one below it, so a
-    /// hanging HAProxy gives this collector's clearer error.
-    pub request_timeout: f64,
+    /// How long reading the stats may take, from connecting to the last
+    /// byte: seconds, or a string with units (`"2s"`, `"500ms"`); more than
+    /// 0 and at most an hour ([`REQUEST_TIMEOUT_RANGE`]). Not `timeout`: that
+    /// key is the agent's limit for the whole run (see [`Collector`]'s
+    /// common options); keep this one below it, so a hanging HAProxy gives
+    /// this collector's clearer error.
+    #[serde(deserialize_with = "options::duration::deserialize")]
+    pub request_timeout: Duration,
     /// Verify the stats page's TLS certificate against the system's CAs
     /// (or those of `tls_ca_file`).
     pub verify_tls: bool,
@@ -67,19 +71,23 @@ pub struct HaproxyConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// Publish only the FRONTEND and BACKEND rows.
     pub ignore_servers: bool,
-    /// Publish only proxies whose name matches one of these regexes.
-    pub proxy_include: Vec<String>,
+    /// Publish only proxies whose name matches one of these regexes
+    /// (searched anywhere in the name; one regex or a list).
+    pub proxy_include: Patterns,
     /// Leave out proxies whose name matches one of these regexes.
-    pub proxy_exclude: Vec<String>,
+    pub proxy_exclude: Patterns,
     /// Publish only servers whose name matches one of these regexes.
-    pub server_include: Vec<String>,
+    pub server_include: Patterns,
     /// Leave out servers whose name matches one of these regexes.
-    pub server_exclude: Vec<String>,
+    pub server_exclude: Patterns,
     /// Also publish `<column>_per_second` for each cumulative column.
     pub rates: bool,
     /// The largest answer accepted, in bytes.
     pub max_body_bytes: u64,
 }
+
+/// The `request_timeout` accepted: more than 0, at most an hour.
+pub const REQUEST_TIMEOUT_RANGE: SecondsRange = SecondsRange::above(0.0, 3600.0);
 
 /// Default of `max_body_bytes`: 16 MiB, about 60,000 server rows of
 /// HAProxy 2.6.
@@ -92,14 +100,14 @@ impl Default for HaproxyConfig {
             socket: None,
             username: None,
             password: None,
-            request_timeout: 5.0,
+            request_timeout: Duration::from_secs(5),
             verify_tls: true,
             tls_ca_file: None,
             ignore_servers: false,
-            proxy_include: Vec::new(),
-            proxy_exclude: Vec::new(),
-            server_include: Vec::new(),
-            server_exclude: Vec::new(),
+            proxy_include: Patterns::default(),
+            proxy_exclude: Patterns::default(),
+            server_include: Patterns::default(),
+            server_exclude: Patterns::default(),
             rates: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
@@ -150,18 +158,8 @@ impl Collector for Haproxy {
     const DEFAULT_PATH: &'static str = "haproxy";
 
     fn new(config: HaproxyConfig, _env: &Environment) -> Result<Self, CollectorError> {
-        let timeout = Duration::try_from_secs_f64(config.request_timeout)
-            .ok()
-            .filter(|t| !t.is_zero() && *t <= Duration::from_secs(3600))
-            .ok_or_else(|| {
-                CollectorError::option(
-                    "request_timeout",
-                    format!(
-                        "must be more than 0 and at most 3600 seconds, not {}",
-                        config.request_timeout
-                    ),
-                )
-            })?;
+        let timeout =
+            REQUEST_TIMEOUT_RANGE.check_option("request_timeout", config.request_timeout)?;
         if config.max_body_bytes == 0 {
             return Err(CollectorError::option(
                 "max_body_bytes",
@@ -214,13 +212,12 @@ impl Collector for Haproxy {
                 ))
             }
         };
-        let filters = Filters::new(
-            config.ignore_servers,
-            &config.proxy_include,
-            &config.proxy_exclude,
-            &config.server_include,
-            &config.server_exclude,
-        )?;
+        // The regexes were compiled when the options were read.
+        let filters = Filters {
+            ignore_servers: config.ignore_servers,
+            proxies: Filter::new(config.proxy_include, config.proxy_exclude),
+            servers: Filter::new(config.server_include, config.server_exclude),
+        };
         Ok(Haproxy {
             source,
             timeout,

@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
+use carat_collector::options::Filter;
 use carat_collector::{Batch, CollectorError, CounterWidth};
-use regex::RegexSet;
 
 use crate::csv::Records;
 
@@ -222,53 +222,20 @@ enum RowType {
 pub struct Filters {
     /// Only FRONTEND and BACKEND rows.
     pub ignore_servers: bool,
-    /// A proxy is published when it matches one of these (or there are none)…
-    pub proxy_include: Option<RegexSet>,
-    /// …and none of these.
-    pub proxy_exclude: Option<RegexSet>,
-    /// The same for server (and listener) rows, by `svname`.
-    pub server_include: Option<RegexSet>,
-    /// See `server_include`.
-    pub server_exclude: Option<RegexSet>,
+    /// By proxy name (`pxname`): `proxy_include` and `proxy_exclude`.
+    pub proxies: Filter,
+    /// Server (and listener) rows by `svname`: `server_include` and
+    /// `server_exclude`. FRONTEND and BACKEND rows are not filtered by it.
+    pub servers: Filter,
 }
 
 impl Filters {
-    /// Compiles the regex lists; an error names the option.
-    pub fn new(
-        ignore_servers: bool,
-        proxy_include: &[String],
-        proxy_exclude: &[String],
-        server_include: &[String],
-        server_exclude: &[String],
-    ) -> Result<Filters, CollectorError> {
-        fn set(option: &str, patterns: &[String]) -> Result<Option<RegexSet>, CollectorError> {
-            if patterns.is_empty() {
-                return Ok(None);
-            }
-            RegexSet::new(patterns)
-                .map(Some)
-                .map_err(|e| CollectorError::option(option, e.to_string()))
-        }
-        Ok(Filters {
-            ignore_servers,
-            proxy_include: set("proxy_include", proxy_include)?,
-            proxy_exclude: set("proxy_exclude", proxy_exclude)?,
-            server_include: set("server_include", server_include)?,
-            server_exclude: set("server_exclude", server_exclude)?,
-        })
-    }
-
-    fn keep(include: &Option<RegexSet>, exclude: &Option<RegexSet>, name: &str) -> bool {
-        include.as_ref().is_none_or(|s| s.is_match(name))
-            && !exclude.as_ref().is_some_and(|s| s.is_match(name))
-    }
-
     fn keep_proxy(&self, pxname: &str) -> bool {
-        Self::keep(&self.proxy_include, &self.proxy_exclude, pxname)
+        self.proxies.allows(pxname)
     }
 
     fn keep_server(&self, svname: &str) -> bool {
-        Self::keep(&self.server_include, &self.server_exclude, svname)
+        self.servers.allows(svname)
     }
 }
 

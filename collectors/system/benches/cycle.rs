@@ -166,14 +166,16 @@ fn process_config() -> ProcessConfig {
         groups: vec![
             GroupConfig {
                 name: "bench".to_owned(),
-                exe: Patterns(vec![format!("^{}$", regex::escape(exe))]),
+                exe: Patterns::new([format!("^{}$", regex::escape(exe))])
+                    .expect("an escaped path is a regex"),
                 process_name: Patterns::default(),
                 cmdline: Patterns::default(),
                 selfmon: false,
             },
             GroupConfig {
                 name: "nothing".to_owned(),
-                exe: Patterns(vec!["^/nonexistent/carat-bench-no-such-exe$".to_owned()]),
+                exe: Patterns::new(["^/nonexistent/carat-bench-no-such-exe$"])
+                    .expect("a constant regex"),
                 process_name: Patterns::default(),
                 cmdline: Patterns::default(),
                 selfmon: false,

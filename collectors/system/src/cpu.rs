@@ -485,34 +485,9 @@ mod tests {
     use super::*;
     use crate::test_support::{
         self, assert_metric, assert_source_option, config_from, error_label_without_files,
-        fixture_env, source_error, ProcDir,
+        fixture_env, source_error, Stepper,
     };
     use carat_collector::testing::{Harness, Published};
-
-    /// A harness over a temporary proc root whose `stat` is replaced before
-    /// each run.
-    struct Stepper {
-        dir: ProcDir,
-        harness: Harness<Cpu>,
-    }
-
-    impl Stepper {
-        fn new(tag: &str, config: CpuConfig) -> Self {
-            let dir = ProcDir::new(tag);
-            let harness = Harness::<Cpu>::new(config, dir.env()).unwrap();
-            Stepper { dir, harness }
-        }
-
-        async fn run(&mut self, stat: &str) -> Result<Published, CollectorError> {
-            self.dir.write("stat", stat);
-            self.harness.collect().await
-        }
-
-        async fn run_fixture(&mut self, fixture: &str) -> Published {
-            self.dir.copy_fixture(fixture, "stat");
-            self.harness.collect().await.unwrap()
-        }
-    }
 
     fn names(p: &Published) -> Vec<&str> {
         p.names().collect()
@@ -542,9 +517,9 @@ mod tests {
 
     #[tokio::test]
     async fn recorded_fixtures_default_config() {
-        let mut s = Stepper::new("cpu-default", CpuConfig::default());
-        s.run_fixture("proc-a/stat").await;
-        let p = s.run_fixture("proc-b/stat").await;
+        let mut s = Stepper::<Cpu>::new("cpu-default", &["stat"], CpuConfig::default());
+        s.run_fixtures(1, &["proc-a/stat"]).await;
+        let p = s.run_fixtures(1, &["proc-b/stat"]).await;
 
         // total: share × 100 × 2 CPUs.
         assert_metric(&p, "total.user", 117.0 / 240.0 * 200.0); // 97.5
@@ -581,9 +556,9 @@ mod tests {
             normalize: true,
             ..CpuConfig::default()
         };
-        let mut s = Stepper::new("cpu-normalize", config);
-        s.run_fixture("proc-a/stat").await;
-        let p = s.run_fixture("proc-b/stat").await;
+        let mut s = Stepper::<Cpu>::new("cpu-normalize", &["stat"], config);
+        s.run_fixtures(1, &["proc-a/stat"]).await;
+        let p = s.run_fixtures(1, &["proc-b/stat"]).await;
         assert_metric(&p, "total.user", 48.75); // 117 / 240 × 100
         assert_metric(&p, "total.idle", 46.25); // 111 / 240 × 100
         assert_metric(&p, "total.system", 10.0 / 240.0 * 100.0);
@@ -598,12 +573,12 @@ mod tests {
             cpu_count: true,
             ..CpuConfig::default()
         };
-        let mut s = Stepper::new("cpu-simple", config);
+        let mut s = Stepper::<Cpu>::new("cpu-simple", &["stat"], config);
         // cpu_count is a plain gauge: published from the first run on.
-        let first = s.run_fixture("proc-a/stat").await;
+        let first = s.run_fixtures(1, &["proc-a/stat"]).await;
         assert_eq!(names(&first), ["cpu_count"]);
         assert_metric(&first, "cpu_count", 2.0);
-        let p = s.run_fixture("proc-b/stat").await;
+        let p = s.run_fixtures(1, &["proc-b/stat"]).await;
         // Busy = 240 − idle 111 = 129 → 129 / 240 × 100, machine-wide.
         assert_metric(&p, "percent", 53.75);
         assert_metric(&p, "cpu_count", 2.0);
@@ -614,23 +589,29 @@ mod tests {
             normalize: true,
             ..CpuConfig::default()
         };
-        let mut s = Stepper::new("cpu-simple-norm", config);
-        s.run_fixture("proc-a/stat").await;
-        let p = s.run_fixture("proc-b/stat").await;
+        let mut s = Stepper::<Cpu>::new("cpu-simple-norm", &["stat"], config);
+        s.run_fixtures(1, &["proc-a/stat"]).await;
+        let p = s.run_fixtures(1, &["proc-b/stat"]).await;
         assert_metric(&p, "percent", 53.75);
         assert_eq!(p.metrics.len(), 1);
     }
 
     #[tokio::test]
     async fn guest_time_is_not_counted_twice() {
-        let mut s = Stepper::new("cpu-guest", CpuConfig::default());
-        s.run("cpu  100 10 100 100 0 0 0 0 50 5\ncpu0 100 10 100 100 0 0 0 0 50 5\n")
-            .await
-            .unwrap();
+        let mut s = Stepper::<Cpu>::new("cpu-guest", &["stat"], CpuConfig::default());
+        s.run(
+            1,
+            &["cpu  100 10 100 100 0 0 0 0 50 5\ncpu0 100 10 100 100 0 0 0 0 50 5\n"],
+        )
+        .await
+        .unwrap();
         // Δ: user 60 (of which guest 40), nice 10 (of which guest_nice 5),
         // system 10, idle 20 → elapsed 100, not 145.
         let p = s
-            .run("cpu  160 20 110 120 0 0 0 0 90 10\ncpu0 160 20 110 120 0 0 0 0 90 10\n")
+            .run(
+                1,
+                &["cpu  160 20 110 120 0 0 0 0 90 10\ncpu0 160 20 110 120 0 0 0 0 90 10\n"],
+            )
             .await
             .unwrap();
         assert_metric(&p, "cpu0.user", 60.0);
@@ -646,15 +627,21 @@ mod tests {
     #[tokio::test]
     async fn old_kernel_with_eight_columns() {
         // 2.6.11–2.6.23: up to steal, no guest columns.
-        let mut s = Stepper::new("cpu-old8", CpuConfig::default());
+        let mut s = Stepper::<Cpu>::new("cpu-old8", &["stat"], CpuConfig::default());
         let first = s
-            .run("cpu  200 0 100 1000 10 1 2 3\ncpu0 200 0 100 1000 10 1 2 3\nintr 5\n")
+            .run(
+                1,
+                &["cpu  200 0 100 1000 10 1 2 3\ncpu0 200 0 100 1000 10 1 2 3\nintr 5\n"],
+            )
             .await
             .unwrap();
         assert!(first.metrics.is_empty());
         // Δ: user 30, system 10, idle 50, iowait 5, irq 1, softirq 2, steal 2 → 100
         let p = s
-            .run("cpu  230 0 110 1050 15 2 4 5\ncpu0 230 0 110 1050 15 2 4 5\nintr 9\n")
+            .run(
+                1,
+                &["cpu  230 0 110 1050 15 2 4 5\ncpu0 230 0 110 1050 15 2 4 5\nintr 9\n"],
+            )
             .await
             .unwrap();
         assert_metric(&p, "cpu0.user", 30.0);
@@ -669,21 +656,32 @@ mod tests {
 
     #[tokio::test]
     async fn kernel_2_4_with_four_columns() {
-        let mut s = Stepper::new(
+        let mut s = Stepper::<Cpu>::new(
             "cpu-old4",
+            &["stat"],
             CpuConfig {
                 simple: true,
                 ..CpuConfig::default()
             },
         );
-        s.run("cpu  10 0 10 80\ncpu0 10 0 10 80\n").await.unwrap();
+        s.run(1, &["cpu  10 0 10 80\ncpu0 10 0 10 80\n"])
+            .await
+            .unwrap();
         // Δ: user 15, nice 5, system 10, idle 20 → 50; no iowait column.
-        let p = s.run("cpu  25 5 20 100\ncpu0 25 5 20 100\n").await.unwrap();
+        let p = s
+            .run(1, &["cpu  25 5 20 100\ncpu0 25 5 20 100\n"])
+            .await
+            .unwrap();
         assert_metric(&p, "percent", 30.0 / 50.0 * 100.0);
 
-        let mut s = Stepper::new("cpu-old4-full", CpuConfig::default());
-        s.run("cpu  10 0 10 80\ncpu0 10 0 10 80\n").await.unwrap();
-        let p = s.run("cpu  25 5 20 100\ncpu0 25 5 20 100\n").await.unwrap();
+        let mut s = Stepper::<Cpu>::new("cpu-old4-full", &["stat"], CpuConfig::default());
+        s.run(1, &["cpu  10 0 10 80\ncpu0 10 0 10 80\n"])
+            .await
+            .unwrap();
+        let p = s
+            .run(1, &["cpu  25 5 20 100\ncpu0 25 5 20 100\n"])
+            .await
+            .unwrap();
         assert_metric(&p, "cpu0.user", 30.0);
         assert_metric(&p, "cpu0.nice", 10.0);
         assert_metric(&p, "cpu0.system", 20.0);
@@ -693,12 +691,18 @@ mod tests {
 
     #[tokio::test]
     async fn extra_columns_of_a_future_kernel_are_ignored() {
-        let mut s = Stepper::new("cpu-future", CpuConfig::default());
-        s.run("cpu  0 0 0 0 0 0 0 0 0 0 7\ncpu0 0 0 0 0 0 0 0 0 0 0 7\n")
-            .await
-            .unwrap();
+        let mut s = Stepper::<Cpu>::new("cpu-future", &["stat"], CpuConfig::default());
+        s.run(
+            1,
+            &["cpu  0 0 0 0 0 0 0 0 0 0 7\ncpu0 0 0 0 0 0 0 0 0 0 0 7\n"],
+        )
+        .await
+        .unwrap();
         let p = s
-            .run("cpu  50 0 0 50 0 0 0 0 0 0 9\ncpu0 50 0 0 50 0 0 0 0 0 0 9\n")
+            .run(
+                1,
+                &["cpu  50 0 0 50 0 0 0 0 0 0 9\ncpu0 50 0 0 50 0 0 0 0 0 0 9\n"],
+            )
             .await
             .unwrap();
         assert_metric(&p, "cpu0.user", 50.0);
@@ -711,23 +715,29 @@ mod tests {
             cpu_count: true,
             ..CpuConfig::default()
         };
-        let mut s = Stepper::new("cpu-hotplug", config);
-        s.run(concat!(
-            "cpu  300 0 0 300 0 0 0 0 0 0\n",
-            "cpu0 100 0 0 100 0 0 0 0 0 0\n",
-            "cpu1 100 0 0 100 0 0 0 0 0 0\n",
-            "cpu2 100 0 0 100 0 0 0 0 0 0\n",
-        ))
+        let mut s = Stepper::<Cpu>::new("cpu-hotplug", &["stat"], config);
+        s.run(
+            1,
+            &[concat!(
+                "cpu  300 0 0 300 0 0 0 0 0 0\n",
+                "cpu0 100 0 0 100 0 0 0 0 0 0\n",
+                "cpu1 100 0 0 100 0 0 0 0 0 0\n",
+                "cpu2 100 0 0 100 0 0 0 0 0 0\n",
+            )],
+        )
         .await
         .unwrap();
         // cpu1 goes offline. The aggregate keeps counting over all possible
         // CPUs; cpu0 Δ: user 10 idle 30, cpu2 Δ: user 20 idle 20.
         let p = s
-            .run(concat!(
-                "cpu  330 0 0 350 0 0 0 0 0 0\n",
-                "cpu0 110 0 0 130 0 0 0 0 0 0\n",
-                "cpu2 120 0 0 120 0 0 0 0 0 0\n",
-            ))
+            .run(
+                1,
+                &[concat!(
+                    "cpu  330 0 0 350 0 0 0 0 0 0\n",
+                    "cpu0 110 0 0 130 0 0 0 0 0 0\n",
+                    "cpu2 120 0 0 120 0 0 0 0 0 0\n",
+                )],
+            )
             .await
             .unwrap();
         assert_metric(&p, "cpu_count", 2.0);
@@ -745,12 +755,15 @@ mod tests {
 
         // cpu1 comes back: no base for it yet, the others go on.
         let p = s
-            .run(concat!(
-                "cpu  360 0 0 400 0 0 0 0 0 0\n",
-                "cpu0 120 0 0 160 0 0 0 0 0 0\n",
-                "cpu1 100 0 0 110 0 0 0 0 0 0\n",
-                "cpu2 140 0 0 130 0 0 0 0 0 0\n",
-            ))
+            .run(
+                1,
+                &[concat!(
+                    "cpu  360 0 0 400 0 0 0 0 0 0\n",
+                    "cpu0 120 0 0 160 0 0 0 0 0 0\n",
+                    "cpu1 100 0 0 110 0 0 0 0 0 0\n",
+                    "cpu2 140 0 0 130 0 0 0 0 0 0\n",
+                )],
+            )
             .await
             .unwrap();
         assert_metric(&p, "cpu_count", 3.0);
@@ -765,12 +778,15 @@ mod tests {
 
         // Next cycle: cpu1 is published again.
         let p = s
-            .run(concat!(
-                "cpu  390 0 0 450 0 0 0 0 0 0\n",
-                "cpu0 130 0 0 190 0 0 0 0 0 0\n",
-                "cpu1 110 0 0 120 0 0 0 0 0 0\n",
-                "cpu2 150 0 0 140 0 0 0 0 0 0\n",
-            ))
+            .run(
+                1,
+                &[concat!(
+                    "cpu  390 0 0 450 0 0 0 0 0 0\n",
+                    "cpu0 130 0 0 190 0 0 0 0 0 0\n",
+                    "cpu1 110 0 0 120 0 0 0 0 0 0\n",
+                    "cpu2 150 0 0 140 0 0 0 0 0 0\n",
+                )],
+            )
             .await
             .unwrap();
         assert_metric(&p, "cpu1.user", 50.0);
@@ -779,22 +795,28 @@ mod tests {
 
     #[tokio::test]
     async fn counter_going_backwards_skips_that_cpu_once() {
-        let mut s = Stepper::new("cpu-backwards", CpuConfig::default());
-        s.run(concat!(
-            "cpu  200 0 0 200 0 0 0 0 0 0\n",
-            "cpu0 100 0 0 100 0 0 0 0 0 0\n",
-            "cpu1 100 0 0 100 0 0 0 0 0 0\n",
-        ))
+        let mut s = Stepper::<Cpu>::new("cpu-backwards", &["stat"], CpuConfig::default());
+        s.run(
+            1,
+            &[concat!(
+                "cpu  200 0 0 200 0 0 0 0 0 0\n",
+                "cpu0 100 0 0 100 0 0 0 0 0 0\n",
+                "cpu1 100 0 0 100 0 0 0 0 0 0\n",
+            )],
+        )
         .await
         .unwrap();
         // cpu1's idle went backwards (VM migration): skipped; cpu0 and the
         // total (whose counters all grew) are published.
         let p = s
-            .run(concat!(
-                "cpu  240 0 0 220 0 0 0 0 0 0\n",
-                "cpu0 120 0 0 180 0 0 0 0 0 0\n",
-                "cpu1 120 0 0 40 0 0 0 0 0 0\n",
-            ))
+            .run(
+                1,
+                &[concat!(
+                    "cpu  240 0 0 220 0 0 0 0 0 0\n",
+                    "cpu0 120 0 0 180 0 0 0 0 0 0\n",
+                    "cpu1 120 0 0 40 0 0 0 0 0 0\n",
+                )],
+            )
             .await
             .unwrap();
         assert_metric(&p, "cpu0.user", 20.0);
@@ -807,11 +829,14 @@ mod tests {
         assert_metric(&p, "total.user", 40.0 / 60.0 * 200.0);
         // The backwards reading is the new base.
         let p = s
-            .run(concat!(
-                "cpu  270 0 0 290 0 0 0 0 0 0\n",
-                "cpu0 130 0 0 240 0 0 0 0 0 0\n",
-                "cpu1 140 0 0 50 0 0 0 0 0 0\n",
-            ))
+            .run(
+                1,
+                &[concat!(
+                    "cpu  270 0 0 290 0 0 0 0 0 0\n",
+                    "cpu0 130 0 0 240 0 0 0 0 0 0\n",
+                    "cpu1 140 0 0 50 0 0 0 0 0 0\n",
+                )],
+            )
             .await
             .unwrap();
         assert_metric(&p, "cpu1.user", 20.0 / 30.0 * 100.0);
@@ -819,11 +844,14 @@ mod tests {
 
         // The aggregate going backwards skips the totals only.
         let p = s
-            .run(concat!(
-                "cpu  10 0 0 10 0 0 0 0 0 0\n",
-                "cpu0 140 0 0 300 0 0 0 0 0 0\n",
-                "cpu1 150 0 0 60 0 0 0 0 0 0\n",
-            ))
+            .run(
+                1,
+                &[concat!(
+                    "cpu  10 0 0 10 0 0 0 0 0 0\n",
+                    "cpu0 140 0 0 300 0 0 0 0 0 0\n",
+                    "cpu1 150 0 0 60 0 0 0 0 0 0\n",
+                )],
+            )
             .await
             .unwrap();
         assert!(
@@ -837,17 +865,20 @@ mod tests {
 
     #[tokio::test]
     async fn zero_elapsed_publishes_nothing() {
-        let mut s = Stepper::new("cpu-zero", CpuConfig::default());
-        s.run_fixture("proc-a/stat").await;
-        let p = s.run_fixture("proc-a/stat").await;
+        let mut s = Stepper::<Cpu>::new("cpu-zero", &["stat"], CpuConfig::default());
+        s.run_fixtures(1, &["proc-a/stat"]).await;
+        let p = s.run_fixtures(1, &["proc-a/stat"]).await;
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
         // Only cpu1 idle: cpu0 is skipped, cpu1 published.
         let p = s
-            .run(concat!(
-                "cpu  3137 0 1952 89020 360 0 31 18 0 0\n",
-                "cpu0 1278 0 742 45209 24 0 5 6 0 0\n",
-                "cpu1 1858 0 1210 43810 335 0 26 11 0 0\n",
-            ))
+            .run(
+                1,
+                &[concat!(
+                    "cpu  3137 0 1952 89020 360 0 31 18 0 0\n",
+                    "cpu0 1278 0 742 45209 24 0 5 6 0 0\n",
+                    "cpu1 1858 0 1210 43810 335 0 26 11 0 0\n",
+                )],
+            )
             .await
             .unwrap();
         assert_metric(&p, "cpu1.idle", 100.0);
@@ -926,11 +957,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_reading_keeps_the_previous_good_one() {
-        let mut s = Stepper::new("cpu-bad-between", CpuConfig::default());
-        s.run("cpu  100 0 0 100\ncpu0 100 0 0 100\n").await.unwrap();
-        assert!(s.run("cpu  garbage\n").await.is_err());
-        assert!(s.run("").await.is_err());
-        let p = s.run("cpu  130 0 0 170\ncpu0 130 0 0 170\n").await.unwrap();
+        let mut s = Stepper::<Cpu>::new("cpu-bad-between", &["stat"], CpuConfig::default());
+        s.run(1, &["cpu  100 0 0 100\ncpu0 100 0 0 100\n"])
+            .await
+            .unwrap();
+        assert!(s.run(1, &["cpu  garbage\n"]).await.is_err());
+        assert!(s.run(1, &[""]).await.is_err());
+        let p = s
+            .run(1, &["cpu  130 0 0 170\ncpu0 130 0 0 170\n"])
+            .await
+            .unwrap();
         assert_metric(&p, "cpu0.user", 30.0);
         assert_metric(&p, "cpu0.idle", 70.0);
     }

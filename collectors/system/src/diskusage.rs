@@ -71,14 +71,12 @@
 //!   reading is kept, so the next good one gives values over the longer
 //!   interval.
 
-use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use carat_collector::options::{AtStart, ByteUnit, ByteUnits, Filter, Patterns};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
-use regex::Regex;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::procfile::{parse_error, read_text};
@@ -101,12 +99,12 @@ pub const DEFAULT_DEVICES: &str = concat!(
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiskUsageConfig {
-    /// A regular expression that a device name must match, at its start
-    /// (anchor the end with `$`), to be published.
-    pub devices: String,
-    /// A regular expression (matched at the start of the name) of devices
+    /// A regular expression (or a list of them) that a device name must
+    /// match, at its start (anchor the end with `$`), to be published.
+    pub devices: Patterns<AtStart>,
+    /// Regular expressions (matched at the start of the name) of devices
     /// not to publish even though they match `devices`. Empty: none.
-    pub exclude_devices: Option<String>,
+    pub exclude_devices: Patterns<AtStart>,
     /// Bytes per sector of `/proc/diskstats`. The kernel counts in 512-byte
     /// units whatever the disk's own sector size, so leave it at 512.
     pub sector_size: u64,
@@ -117,70 +115,21 @@ pub struct DiskUsageConfig {
     /// space-separated units. Diamond's binary units: `bit`, `byte`,
     /// `kilobit`, `kilobyte`, … up to `yottabyte`, and their short forms
     /// (`B`, `kB`, `KiB`, `MB`, `MiB`, …).
-    #[serde(deserialize_with = "one_or_more_words")]
-    pub byte_unit: Vec<String>,
+    pub byte_unit: ByteUnits,
 }
 
 impl Default for DiskUsageConfig {
     fn default() -> Self {
         DiskUsageConfig {
-            devices: DEFAULT_DEVICES.to_owned(),
-            exclude_devices: None,
+            // A constant, checked by a test: it compiles.
+            devices: Patterns::new([DEFAULT_DEVICES]).unwrap_or_default(),
+            exclude_devices: Patterns::default(),
             sector_size: 512,
             send_zero: false,
-            byte_unit: vec!["byte".to_owned()],
+            byte_unit: ByteUnit::BYTE.into(),
         }
     }
 }
-
-/// Accepts a string of space-separated words (Diamond's form) or a list of
-/// strings.
-fn one_or_more_words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct Words;
-    impl<'de> Visitor<'de> for Words {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a unit name, a string of space-separated unit names, or a list of them")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(v.split_whitespace().map(str::to_owned).collect())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(s) = seq.next_element::<String>()? {
-                out.push(s);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_any(Words)
-}
-
-/// Diamond's binary units (`diamond.convertor.binary`): the names it
-/// accepts for each, and the unit's size in bits.
-const UNITS: &[(&[&str], f64)] = &[
-    (&["bit", "b"], 1.0),
-    (&["kilobit", "kbit", "Kibit"], 1024.0),
-    (&["megabit", "Mbit", "Mibit"], 1048576.0),
-    (&["gigabit", "Gbit", "Gibit"], 1073741824.0),
-    (&["terabit", "Tbit", "Tibit"], 1099511627776.0),
-    (&["petabit", "Pbit", "Pibit"], 1125899906842624.0),
-    (&["exabit", "Ebit", "Eibit"], 1152921504606846976.0),
-    (&["zettabit", "Zbit", "Zibit"], 1180591620717411303424.0),
-    (&["yottabit", "Ybit", "Yibit"], 1208925819614629174706176.0),
-    (&["byte", "B"], 8.0),
-    (&["kilobyte", "kB", "KiB"], 8.0 * 1024.0),
-    (&["megabyte", "MB", "MiB", "Mbyte"], 8.0 * 1048576.0),
-    (&["gigabyte", "GB", "GiB"], 8.0 * 1073741824.0),
-    (&["terabyte", "TB", "TiB"], 8.0 * 1099511627776.0),
-    (&["petabyte", "PB", "PiB"], 8.0 * 1125899906842624.0),
-    (&["exabyte", "EB", "EiB"], 8.0 * 1152921504606846976.0),
-    (&["zettabyte", "ZB", "ZiB"], 8.0 * 1180591620717411303424.0),
-    (
-        &["yottabyte", "YB", "YiB"],
-        8.0 * 1208925819614629174706176.0,
-    ),
-];
 
 /// One configured byte unit, with its metric names made once.
 #[derive(Debug)]
@@ -195,24 +144,16 @@ struct Unit {
 }
 
 impl Unit {
-    fn new(name: &str) -> Result<Unit, CollectorError> {
-        let Some((_, bits)) = UNITS.iter().find(|(names, _)| names.contains(&name)) else {
-            return Err(CollectorError::option(
-                "byte_unit",
-                format!(
-                    "{name:?} is not one of Diamond's units \
-                     (bit, kilobit, …, yottabit, byte, kilobyte, …, yottabyte, B, kB, KiB, MB, MiB, …)"
-                ),
-            ));
-        };
-        Ok(Unit {
-            per_byte: 8.0 / bits,
+    fn new(unit: ByteUnit) -> Unit {
+        let name = unit.name();
+        Unit {
+            per_byte: unit.from_bytes(1.0),
             reads: format!("reads_{name}"),
             writes: format!("writes_{name}"),
             read_per_second: format!("read_{name}_per_second"),
             write_per_second: format!("write_{name}_per_second"),
             average_request_size: format!("average_request_size_{name}"),
-        })
+        }
     }
 }
 
@@ -317,35 +258,20 @@ impl Reading {
 
 /// Which devices are published.
 #[derive(Debug)]
-struct DeviceFilter {
-    include: Regex,
-    exclude: Option<Regex>,
-}
+struct DeviceFilter(Filter<AtStart>);
 
 impl DeviceFilter {
-    fn new(config: &DiskUsageConfig) -> Result<Self, CollectorError> {
-        let include = anchored(&config.devices, "devices")?;
-        let exclude = match config.exclude_devices.as_deref() {
-            None | Some("") => None,
-            Some(re) => Some(anchored(re, "exclude_devices")?),
-        };
-        Ok(DeviceFilter { include, exclude })
+    fn new(config: &DiskUsageConfig) -> Self {
+        DeviceFilter(Filter::new(
+            config.devices.clone(),
+            config.exclude_devices.clone(),
+        ))
     }
 
     /// As Diamond: RAM disks and loop devices never, whatever the regex.
     fn matches(&self, name: &str) -> bool {
-        !name.starts_with("ram")
-            && !name.starts_with("loop")
-            && self.include.is_match(name)
-            && !self.exclude.as_ref().is_some_and(|re| re.is_match(name))
+        !name.starts_with("ram") && !name.starts_with("loop") && self.0.allows(name)
     }
-}
-
-/// `re` compiled to match at the start of a name only, as Python's
-/// `re.match` that Diamond uses.
-fn anchored(re: &str, option: &str) -> Result<Regex, CollectorError> {
-    Regex::new(&format!("^(?:{re})"))
-        .map_err(|e| CollectorError::option(option, format!("{re:?} is not a valid regex: {e}")))
 }
 
 /// The `diskusage` collector. See the [module documentation](self).
@@ -378,16 +304,11 @@ impl Collector for DiskUsage {
         if config.byte_unit.is_empty() {
             return Err(CollectorError::option("byte_unit", "names no unit"));
         }
-        let mut units: Vec<Unit> = Vec::with_capacity(config.byte_unit.len());
-        for name in &config.byte_unit {
-            let unit = Unit::new(name)?;
-            if !units.iter().any(|u| u.reads == unit.reads) {
-                units.push(unit);
-            }
-        }
+        // A unit named twice was dropped when the option was read.
+        let units = config.byte_unit.iter().copied().map(Unit::new).collect();
         Ok(DiskUsage {
             path: env.proc_path("diskstats"),
-            filter: DeviceFilter::new(&config)?,
+            filter: DeviceFilter::new(&config),
             sector_size: config.sector_size as f64,
             send_zero: config.send_zero,
             units,
@@ -593,29 +514,11 @@ fn parse_diskstats(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, ProcDir};
+    use crate::test_support::{
+        assert_metric, byte_units, config_from, regexes, unit_names, ProcDir, Stepper,
+    };
     use carat_collector::testing::{Harness, Published};
     use std::time::Duration;
-
-    /// A harness over a temporary proc root whose `diskstats` is replaced
-    /// before each run, with the harness clock moved a known step.
-    struct Stepper {
-        dir: ProcDir,
-        harness: Harness<DiskUsage>,
-    }
-
-    impl Stepper {
-        fn new(tag: &str, config: DiskUsageConfig) -> Self {
-            let dir = ProcDir::new(tag);
-            let harness = Harness::<DiskUsage>::new(config, dir.env()).unwrap();
-            Stepper { dir, harness }
-        }
-
-        async fn run(&mut self, secs: u64, diskstats: &str) -> Result<Published, CollectorError> {
-            self.dir.write("diskstats", diskstats);
-            self.harness.collect_after(Duration::from_secs(secs)).await
-        }
-    }
 
     fn send_zero() -> DiskUsageConfig {
         DiskUsageConfig {
@@ -702,10 +605,14 @@ mod tests {
 
     #[tokio::test]
     async fn formulas_with_round_numbers() {
-        let mut s = Stepper::new("diskusage-formulas", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-formulas",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let base = [1000, 10, 8000, 3000, 500, 5, 4000, 1000, 0, 2000, 9000];
         assert!(s
-            .run(0, &line(0, "sda", base, 6))
+            .run(0, &[&line(0, "sda", base, 6)])
             .await
             .unwrap()
             .metrics
@@ -714,7 +621,7 @@ mod tests {
         // 300 writes taking 2100 ms, 6144 sectors (3 MiB) written;
         // 4 in flight now; busy 2000 ms; weighted 10000 ms.
         let next = [1100, 30, 10048, 3500, 800, 65, 10144, 3100, 4, 4000, 19000];
-        let p = s.run(5, &line(0, "sda", next, 6)).await.unwrap();
+        let p = s.run(5, &[&line(0, "sda", next, 6)]).await.unwrap();
         assert_metric(&p, "sda.reads", 100.0);
         assert_metric(&p, "sda.reads_merged", 20.0);
         assert_metric(&p, "sda.reads_byte", 1_048_576.0);
@@ -749,7 +656,7 @@ mod tests {
         let later = [
             1200, 50, 12096, 4000, 1100, 125, 16288, 5200, 0, 6000, 29000,
         ];
-        let p = s.run(2, &line(0, "sda", later, 6)).await.unwrap();
+        let p = s.run(2, &[&line(0, "sda", later, 6)]).await.unwrap();
         assert_metric(&p, "sda.reads", 100.0);
         assert_metric(&p, "sda.reads_per_second", 50.0);
         assert_metric(&p, "sda.iops", 200.0);
@@ -766,15 +673,16 @@ mod tests {
         let busy1 = [20, 0, 160, 20, 0, 0, 0, 0, 0, 20, 20];
         let idle = [5, 0, 40, 5, 5, 0, 40, 5, 0, 10, 10];
 
-        let mut s = Stepper::new("diskusage-idle", DiskUsageConfig::default());
-        s.run(0, &two(busy0, idle)).await.unwrap();
-        let p = s.run(10, &two(busy1, idle)).await.unwrap();
+        let mut s =
+            Stepper::<DiskUsage>::new("diskusage-idle", &["diskstats"], DiskUsageConfig::default());
+        s.run(0, &[&two(busy0, idle)]).await.unwrap();
+        let p = s.run(10, &[&two(busy1, idle)]).await.unwrap();
         assert_eq!(devices(&p), ["sda"]);
         assert_metric(&p, "sda.write_await", 0.0); // no writes: 0, not NaN
 
-        let mut s = Stepper::new("diskusage-send-zero", send_zero());
-        s.run(0, &two(busy0, idle)).await.unwrap();
-        let p = s.run(10, &two(busy1, idle)).await.unwrap();
+        let mut s = Stepper::<DiskUsage>::new("diskusage-send-zero", &["diskstats"], send_zero());
+        s.run(0, &[&two(busy0, idle)]).await.unwrap();
+        let p = s.run(10, &[&two(busy1, idle)]).await.unwrap();
         assert_eq!(devices(&p), ["sda", "sdb"]);
         for (metric, value) in p.metrics.iter().filter(|(n, _)| n.starts_with("sdb.")) {
             assert_eq!(*value, 0.0, "{metric}");
@@ -784,16 +692,20 @@ mod tests {
 
     #[tokio::test]
     async fn counter_reset_skips_that_device_once() {
-        let mut s = Stepper::new("diskusage-reset", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-reset",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let a = [1000, 0, 8000, 500, 1000, 0, 8000, 500, 0, 900, 1000];
-        s.run(0, &(line(0, "sda", a, 0) + &line(16, "sdb", a, 0)))
+        s.run(0, &[&(line(0, "sda", a, 0) + &line(16, "sdb", a, 0))])
             .await
             .unwrap();
         // sdb was re-created (counters back near zero); sda moved on.
         let a2 = [1100, 0, 8800, 600, 1100, 0, 8800, 600, 0, 1000, 1200];
         let b2 = [10, 0, 80, 5, 0, 0, 0, 0, 0, 5, 5];
         let p = s
-            .run(10, &(line(0, "sda", a2, 0) + &line(16, "sdb", b2, 0)))
+            .run(10, &[&(line(0, "sda", a2, 0) + &line(16, "sdb", b2, 0))])
             .await
             .unwrap();
         assert_eq!(devices(&p), ["sda"]);
@@ -801,7 +713,7 @@ mod tests {
         // The reset reading is the new base for sdb: no spike next time.
         let b3 = [60, 0, 480, 55, 0, 0, 0, 0, 0, 55, 55];
         let p = s
-            .run(10, &(line(0, "sda", a2, 0) + &line(16, "sdb", b3, 0)))
+            .run(10, &[&(line(0, "sda", a2, 0) + &line(16, "sdb", b3, 0))])
             .await
             .unwrap();
         assert_eq!(devices(&p), ["sdb"]);
@@ -811,24 +723,29 @@ mod tests {
 
         // A count going backwards on a 64-bit kernel near its top is still
         // a reset (the width of `unsigned long` is not known): skipped.
-        let mut s = Stepper::new("diskusage-reset-top", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-reset-top",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let top = [u64::MAX - 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        s.run(0, &line(0, "sda", top, 0)).await.unwrap();
+        s.run(0, &[&line(0, "sda", top, 0)]).await.unwrap();
         let wrapped = [10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        let p = s.run(10, &line(0, "sda", wrapped, 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", wrapped, 0)]).await.unwrap();
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
     }
 
     #[tokio::test]
     async fn millisecond_columns_wrap_at_32_bits() {
-        let mut s = Stepper::new("diskusage-wrap", DiskUsageConfig::default());
+        let mut s =
+            Stepper::<DiskUsage>::new("diskusage-wrap", &["diskstats"], DiskUsageConfig::default());
         let max = u64::from(u32::MAX);
         // read ms, io ms and weighted ms 100 ms short of 2³².
         let a = [1000, 0, 0, max - 99, 0, 0, 0, 0, 0, max - 99, max - 99];
-        s.run(0, &line(0, "sda", a, 0)).await.unwrap();
+        s.run(0, &[&line(0, "sda", a, 0)]).await.unwrap();
         // 100 ms to reach 2³² (printed as 0), then 400 more.
         let b = [1100, 0, 0, 400, 0, 0, 0, 0, 0, 400, 400];
-        let p = s.run(10, &line(0, "sda", b, 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", b, 0)]).await.unwrap();
         assert_metric(&p, "sda.reads_milliseconds", 500.0);
         assert_metric(&p, "sda.read_await", 5.0);
         assert_metric(&p, "sda.util_percentage", 5.0); // 500 ms of 10 s
@@ -837,29 +754,36 @@ mod tests {
         // A millisecond column that drops from low in the range cannot be a
         // wrap (it would mean > 2³¹ ms in one interval): a reset, skipped.
         let c = [1200, 0, 0, 10, 0, 0, 0, 0, 0, 800, 800];
-        let p = s.run(10, &line(0, "sda", c, 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", c, 0)]).await.unwrap();
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
         let d = [1300, 0, 0, 210, 0, 0, 0, 0, 0, 900, 900];
-        let p = s.run(10, &line(0, "sda", d, 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", d, 0)]).await.unwrap();
         assert_metric(&p, "sda.read_await", 2.0);
     }
 
     #[tokio::test]
     async fn devices_that_disappear_and_appear() {
-        let mut s = Stepper::new("diskusage-hotplug", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-hotplug",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let r = |n: u64| [n, 0, n * 8, n, 0, 0, 0, 0, 0, n, n];
         s.run(
             0,
-            &(line(0, "sda", r(100), 0) + &line(16, "sdb", r(100), 0)),
+            &[&(line(0, "sda", r(100), 0) + &line(16, "sdb", r(100), 0))],
         )
         .await
         .unwrap();
         // sdb unplugged.
-        let p = s.run(10, &line(0, "sda", r(200), 0)).await.unwrap();
+        let p = s.run(10, &[&line(0, "sda", r(200), 0)]).await.unwrap();
         assert_eq!(devices(&p), ["sda"]);
         // sdc plugged in, and listed first: nothing for it yet.
         let p = s
-            .run(10, &(line(32, "sdc", r(7), 0) + &line(0, "sda", r(300), 0)))
+            .run(
+                10,
+                &[&(line(32, "sdc", r(7), 0) + &line(0, "sda", r(300), 0))],
+            )
             .await
             .unwrap();
         assert_eq!(devices(&p), ["sda"]);
@@ -867,7 +791,7 @@ mod tests {
         let p = s
             .run(
                 10,
-                &(line(32, "sdc", r(17), 0) + &line(0, "sda", r(400), 0)),
+                &[&(line(32, "sdc", r(17), 0) + &line(0, "sda", r(400), 0))],
             )
             .await
             .unwrap();
@@ -875,10 +799,10 @@ mod tests {
         assert_metric(&p, "sdc.reads", 10.0);
         // sdb back under another minor number: a new device, no delta
         // against the old one even though the name is the same.
-        s.run(10, &line(48, "sdb", r(500), 0)).await.unwrap();
-        let p = s.run(10, &line(64, "sdb", r(600), 0)).await.unwrap();
+        s.run(10, &[&line(48, "sdb", r(500), 0)]).await.unwrap();
+        let p = s.run(10, &[&line(64, "sdb", r(600), 0)]).await.unwrap();
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
-        let p = s.run(10, &line(64, "sdb", r(650), 0)).await.unwrap();
+        let p = s.run(10, &[&line(64, "sdb", r(650), 0)]).await.unwrap();
         assert_metric(&p, "sdb.reads", 50.0);
     }
 
@@ -888,9 +812,13 @@ mod tests {
         let b = [200, 0, 1600, 200, 300, 0, 2400, 900, 0, 400, 800];
         // 11 (before 4.18), 15 (4.18+ discard), 17 (5.5+ flush), 20 (later).
         for extra in [0, 4, 6, 9] {
-            let mut s = Stepper::new("diskusage-columns", DiskUsageConfig::default());
-            s.run(0, &line(0, "sda", a, extra)).await.unwrap();
-            let p = s.run(10, &line(0, "sda", b, extra)).await.unwrap();
+            let mut s = Stepper::<DiskUsage>::new(
+                "diskusage-columns",
+                &["diskstats"],
+                DiskUsageConfig::default(),
+            );
+            s.run(0, &[&line(0, "sda", a, extra)]).await.unwrap();
+            let p = s.run(10, &[&line(0, "sda", b, extra)]).await.unwrap();
             assert_eq!(p.metrics.len(), 27, "{extra} extra columns");
             assert_metric(&p, "sda.reads", 100.0);
             assert_metric(&p, "sda.write_await", 3.0);
@@ -900,10 +828,11 @@ mod tests {
 
         // Linux 2.6.0–2.6.24: partitions have 4 statistics
         // (reads, sectors read, writes, sectors written): skipped.
-        let mut s = Stepper::new("diskusage-old-partitions", send_zero());
+        let mut s =
+            Stepper::<DiskUsage>::new("diskusage-old-partitions", &["diskstats"], send_zero());
         let old = |s: [u64; STATS]| line(0, "sda", s, 0) + "   8    1 sda1 54 3422 12 96\n";
-        s.run(0, &old(a)).await.unwrap();
-        let p = s.run(10, &old(b)).await.unwrap();
+        s.run(0, &[&old(a)]).await.unwrap();
+        let p = s.run(10, &[&old(b)]).await.unwrap();
         assert_eq!(devices(&p), ["sda"]);
     }
 
@@ -967,38 +896,46 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_reading_keeps_the_last_good_one_as_base() {
-        let mut s = Stepper::new("diskusage-bad-middle", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-bad-middle",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let r = |n: u64| [n, 0, n * 8, n * 2, 0, 0, 0, 0, 0, n, n];
-        s.run(0, &line(0, "sda", r(100), 0)).await.unwrap();
-        assert!(s.run(10, "   8 0 sda 1 2 3\n").await.is_err());
-        let p = s.run(10, &line(0, "sda", r(300), 0)).await.unwrap();
+        s.run(0, &[&line(0, "sda", r(100), 0)]).await.unwrap();
+        assert!(s.run(10, &["   8 0 sda 1 2 3\n"]).await.is_err());
+        let p = s.run(10, &[&line(0, "sda", r(300), 0)]).await.unwrap();
         assert_metric(&p, "sda.reads", 200.0);
         assert_metric(&p, "sda.reads_per_second", 10.0); // over 20 s
     }
 
     #[tokio::test]
     async fn zero_elapsed_publishes_nothing_and_keeps_the_base() {
-        let mut s = Stepper::new("diskusage-zero-time", DiskUsageConfig::default());
+        let mut s = Stepper::<DiskUsage>::new(
+            "diskusage-zero-time",
+            &["diskstats"],
+            DiskUsageConfig::default(),
+        );
         let r = |n: u64| [n, 0, n * 8, n * 2, 0, 0, 0, 0, 0, n, n];
-        s.run(0, &line(0, "sda", r(100), 0)).await.unwrap();
-        let p = s.run(0, &line(0, "sda", r(150), 0)).await.unwrap();
+        s.run(0, &[&line(0, "sda", r(100), 0)]).await.unwrap();
+        let p = s.run(0, &[&line(0, "sda", r(150), 0)]).await.unwrap();
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
-        let p = s.run(4, &line(0, "sda", r(200), 0)).await.unwrap();
+        let p = s.run(4, &[&line(0, "sda", r(200), 0)]).await.unwrap();
         assert_metric(&p, "sda.reads", 100.0); // against the reading of 100
         assert_metric(&p, "sda.reads_per_second", 25.0);
     }
 
     #[tokio::test]
     async fn an_empty_file_is_a_host_without_disks() {
-        let mut s = Stepper::new("diskusage-empty", send_zero());
-        assert!(s.run(0, "").await.unwrap().metrics.is_empty());
-        assert!(s.run(10, "").await.unwrap().metrics.is_empty());
-        assert!(s.run(10, "\n").await.unwrap().metrics.is_empty());
+        let mut s = Stepper::<DiskUsage>::new("diskusage-empty", &["diskstats"], send_zero());
+        assert!(s.run(0, &[""]).await.unwrap().metrics.is_empty());
+        assert!(s.run(10, &[""]).await.unwrap().metrics.is_empty());
+        assert!(s.run(10, &["\n"]).await.unwrap().metrics.is_empty());
     }
 
     #[test]
     fn default_devices_regex() {
-        let f = DeviceFilter::new(&DiskUsageConfig::default()).unwrap();
+        let f = DeviceFilter::new(&DiskUsageConfig::default());
         for yes in [
             "sda",
             "sda1",
@@ -1044,11 +981,11 @@ mod tests {
         let config = DiskUsageConfig {
             // Diamond users' configs escape the dash; loop devices are never
             // published, as in Diamond, even when the regex matches them.
-            devices: r".*|dm\-[0-9]+$".to_owned(),
-            exclude_devices: Some("sd[a-z]+[0-9]+$".to_owned()),
+            devices: regexes(&[r".*|dm\-[0-9]+$"]),
+            exclude_devices: regexes(&["sd[a-z]+[0-9]+$"]),
             ..send_zero()
         };
-        let mut s = Stepper::new("diskusage-regex", config);
+        let mut s = Stepper::<DiskUsage>::new("diskusage-regex", &["diskstats"], config);
         let all = |n: u64| {
             [
                 line(0, "sda", [n; STATS], 0),
@@ -1059,49 +996,40 @@ mod tests {
             ]
             .concat()
         };
-        s.run(0, &all(1)).await.unwrap();
-        let p = s.run(10, &all(2)).await.unwrap();
+        s.run(0, &[&all(1)]).await.unwrap();
+        let p = s.run(10, &[&all(2)]).await.unwrap();
         // Names from the file are sanitised like any outside name.
         assert_eq!(devices(&p), ["cciss_c0d0", "mmcblk0", "sda"]);
 
-        for (devices, exclude) in [("sd[a-z", None), ("sd", Some("(x"))] {
-            let config = DiskUsageConfig {
-                devices: devices.to_owned(),
-                exclude_devices: exclude.map(str::to_owned),
-                ..DiskUsageConfig::default()
-            };
-            let err = DiskUsage::new(config, &Environment::default())
-                .err()
-                .unwrap();
-            assert_eq!(err.label(), "config");
-            let option = if exclude.is_some() {
-                "exclude_devices"
-            } else {
-                "devices"
-            };
-            assert!(err.to_string().contains(option), "{err}");
+        // A regex that does not compile is refused when the option is read.
+        for (option, regex) in [("devices", "sd[a-z"), ("exclude_devices", "(x")] {
+            let err = config_from::<DiskUsageConfig, _>(vec![(option, regex)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("invalid regex {regex:?}")),
+                "{err}"
+            );
         }
         // An empty exclude_devices excludes nothing (Diamond: falsy).
-        let config = DiskUsageConfig {
-            exclude_devices: Some(String::new()),
-            ..DiskUsageConfig::default()
-        };
-        let f = DeviceFilter::new(&config).unwrap();
+        let config: DiskUsageConfig = config_from(vec![("exclude_devices", "")]).unwrap();
+        assert!(config.exclude_devices.is_empty());
+        let f = DeviceFilter::new(&config);
         assert!(f.matches("sda"));
     }
 
     #[tokio::test]
     async fn byte_units_and_sector_size() {
         let config = DiskUsageConfig {
-            byte_unit: vec!["kilobyte".into(), "bit".into(), "MiB".into(), "bit".into()],
+            byte_unit: byte_units(&["kilobyte", "bit", "MiB", "bit"]),
             sector_size: 1024,
             ..DiskUsageConfig::default()
         };
-        let mut s = Stepper::new("diskusage-units", config);
-        s.run(0, &line(0, "sda", [0; STATS], 0)).await.unwrap();
+        let mut s = Stepper::<DiskUsage>::new("diskusage-units", &["diskstats"], config);
+        s.run(0, &[&line(0, "sda", [0; STATS], 0)]).await.unwrap();
         // 4096 sectors of 1 KiB read, 1024 written, by 8 I/Os, over 4 s.
         let b = [4, 0, 4096, 0, 4, 0, 1024, 0, 0, 0, 0];
-        let p = s.run(4, &line(0, "sda", b, 0)).await.unwrap();
+        let p = s.run(4, &[&line(0, "sda", b, 0)]).await.unwrap();
         assert_metric(&p, "sda.reads_kilobyte", 4096.0);
         assert_metric(&p, "sda.writes_kilobyte", 1024.0);
         assert_metric(&p, "sda.read_kilobyte_per_second", 1024.0);
@@ -1121,15 +1049,15 @@ mod tests {
             ("Kilobyte", false),
             ("", false),
         ] {
-            let config = DiskUsageConfig {
-                byte_unit: vec![unit.to_owned()],
-                ..DiskUsageConfig::default()
-            };
-            let r = DiskUsage::new(config, &Environment::default());
-            assert_eq!(r.is_ok(), ok, "{unit:?}");
+            let built = config_from::<DiskUsageConfig, _>(vec![("byte_unit", unit)])
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    DiskUsage::new(c, &Environment::default()).map_err(|e| e.to_string())
+                });
+            assert_eq!(built.is_ok(), ok, "{unit:?}");
         }
         let config = DiskUsageConfig {
-            byte_unit: Vec::new(),
+            byte_unit: ByteUnits::default(),
             ..DiskUsageConfig::default()
         };
         let err = DiskUsage::new(config, &Environment::default())
@@ -1176,9 +1104,7 @@ mod tests {
     }
 
     fn f_matches_default(device: &str) -> bool {
-        DeviceFilter::new(&DiskUsageConfig::default())
-            .unwrap()
-            .matches(device)
+        DeviceFilter::new(&DiskUsageConfig::default()).matches(device)
     }
 
     #[test]
@@ -1195,23 +1121,24 @@ mod tests {
             MapDeserializer::new(Vec::new().into_iter());
         let config = DiskUsageConfig::deserialize(empty).unwrap();
         assert_eq!(config, DiskUsageConfig::default());
-        assert_eq!(config.byte_unit, ["byte"]);
+        assert_eq!(unit_names(&config.byte_unit), ["byte"]);
+        assert_eq!(config.devices.sources(), [DEFAULT_DEVICES]);
         assert_eq!(config.sector_size, 512);
-        assert!(!config.send_zero && config.exclude_devices.is_none());
+        assert!(!config.send_zero && config.exclude_devices.is_empty());
 
         // byte_unit as Diamond's space-separated string…
         let set: MapDeserializer<'_, _, Error> = MapDeserializer::new(
             vec![("byte_unit", "byte  kilobyte"), ("devices", "sd[a-z]$")].into_iter(),
         );
         let config = DiskUsageConfig::deserialize(set).unwrap();
-        assert_eq!(config.byte_unit, ["byte", "kilobyte"]);
-        assert_eq!(config.devices, "sd[a-z]$");
+        assert_eq!(unit_names(&config.byte_unit), ["byte", "kilobyte"]);
+        assert_eq!(config.devices.sources(), ["sd[a-z]$"]);
         // …or as a list.
         let list: Vec<&str> = vec!["megabyte", "bit"];
         let set: MapDeserializer<'_, _, Error> =
             MapDeserializer::new(vec![("byte_unit", list.into_deserializer())].into_iter());
         assert_eq!(
-            DiskUsageConfig::deserialize(set).unwrap().byte_unit,
+            unit_names(&DiskUsageConfig::deserialize(set).unwrap().byte_unit),
             ["megabyte", "bit"]
         );
 

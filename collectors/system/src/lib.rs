@@ -55,9 +55,11 @@ pub(crate) mod test_support {
 
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
-    use carat_collector::testing::Harness;
-    use carat_collector::{Collector, Environment};
+    use carat_collector::options::{Anchoring, ByteUnits, Patterns};
+    use carat_collector::testing::{Harness, Published};
+    use carat_collector::{Collector, CollectorError, Environment};
     use serde::de::value::{Error, MapDeserializer};
     use serde::de::{DeserializeOwned, IntoDeserializer};
 
@@ -112,11 +114,96 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A harness over a throw-away proc root whose `files` are replaced
+    /// before each run, with the harness clock moved a known step: for
+    /// tests of what successive readings publish (rates, resets, devices
+    /// coming and going).
+    pub struct Stepper<C: Collector> {
+        /// The proc root.
+        pub dir: ProcDir,
+        /// The harness running the collector over it.
+        pub harness: Harness<C>,
+        /// The files of the proc root a run reads (`stat`, `net/dev`).
+        files: &'static [&'static str],
+    }
+
+    impl<C: Collector> Stepper<C> {
+        /// A collector built with `config` over a new proc root (`tag` names
+        /// its directory) that will hold `files`.
+        pub fn new(tag: &str, files: &'static [&'static str], config: C::Config) -> Self {
+            let dir = ProcDir::new(tag);
+            for file in files {
+                if let Some(parent) = Path::new(file).parent() {
+                    std::fs::create_dir_all(dir.path.join(parent)).unwrap();
+                }
+            }
+            let harness = Harness::<C>::new(config, dir.env()).unwrap();
+            Stepper {
+                dir,
+                harness,
+                files,
+            }
+        }
+
+        /// Writes `contents`, one for each of the files, and runs the
+        /// collector `secs` seconds after its previous run.
+        pub async fn run(
+            &mut self,
+            secs: u64,
+            contents: &[&str],
+        ) -> Result<Published, CollectorError> {
+            let bytes: Vec<&[u8]> = contents.iter().map(|c| c.as_bytes()).collect();
+            self.run_bytes(secs, &bytes).await
+        }
+
+        /// As [`run`](Self::run), with contents that need not be UTF-8.
+        pub async fn run_bytes(
+            &mut self,
+            secs: u64,
+            contents: &[&[u8]],
+        ) -> Result<Published, CollectorError> {
+            assert_eq!(contents.len(), self.files.len(), "one content per file");
+            for (file, content) in self.files.iter().zip(contents) {
+                self.dir.write_bytes(file, content);
+            }
+            self.harness.collect_after(Duration::from_secs(secs)).await
+        }
+
+        /// Copies the recorded `fixtures` in, one for each of the files, and
+        /// runs the collector `secs` seconds after its previous run, which
+        /// must succeed.
+        pub async fn run_fixtures(&mut self, secs: u64, fixtures: &[impl AsRef<str>]) -> Published {
+            assert_eq!(fixtures.len(), self.files.len(), "one fixture per file");
+            for (file, fixture) in self.files.iter().zip(fixtures) {
+                self.dir.copy_fixture(fixture.as_ref(), file);
+            }
+            self.harness
+                .collect_after(Duration::from_secs(secs))
+                .await
+                .unwrap()
+        }
+    }
+
     /// `tests/fixtures/<relative>` of this crate.
     pub fn fixture_path(relative: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
             .join(relative)
+    }
+
+    /// `patterns`, compiled (for options given in tests).
+    pub fn regexes<A: Anchoring>(patterns: &[&str]) -> Patterns<A> {
+        Patterns::new(patterns.iter().copied()).unwrap()
+    }
+
+    /// The units `names` (for options given in tests).
+    pub fn byte_units(names: &[&str]) -> ByteUnits {
+        ByteUnits::parse(names).unwrap()
+    }
+
+    /// The names of `units`.
+    pub fn unit_names(units: &ByteUnits) -> Vec<&'static str> {
+        units.iter().map(|u| u.name()).collect()
     }
 
     /// An environment whose proc root is the recorded fixture directory `dir`.

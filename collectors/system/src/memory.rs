@@ -31,6 +31,7 @@
 
 use std::path::{Path, PathBuf};
 
+use carat_collector::options::ByteUnit;
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 use sysinfo::{MemoryRefreshKind, System};
@@ -71,9 +72,10 @@ const CACHED: usize = 4;
 pub struct MemoryConfig {
     /// Publish every line of `/proc/meminfo`, not only Diamond's keys.
     pub detailed: bool,
-    /// The unit sizes are published in: `byte`, `kilobyte`, `megabyte` or
-    /// `gigabyte` (binary: 1024, 1024², 1024³ bytes, as Diamond).
-    pub byte_unit: String,
+    /// The unit sizes are published in: one of Diamond's units (`byte`,
+    /// `kilobyte`, `megabyte`, `gigabyte`, … and their short forms `B`,
+    /// `kB`, `MB`, `MiB`, …; binary: 1024, 1024², 1024³ bytes, as Diamond).
+    pub byte_unit: ByteUnit,
     /// Where the sizes come from (`auto`: `/proc/meminfo` on Linux, the
     /// `sysinfo` crate elsewhere).
     pub source: Source,
@@ -83,7 +85,7 @@ impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
             detailed: false,
-            byte_unit: "byte".to_owned(),
+            byte_unit: ByteUnit::BYTE,
             source: Source::Auto,
         }
     }
@@ -108,20 +110,7 @@ impl Collector for Memory {
     const DEFAULT_PATH: &'static str = "memory";
 
     fn new(config: MemoryConfig, env: &Environment) -> Result<Self, CollectorError> {
-        let kb_factor = match config.byte_unit.as_str() {
-            "byte" => 1024.0,
-            "kilobyte" => 1.0,
-            "megabyte" => 1.0 / 1024.0,
-            "gigabyte" => 1.0 / (1024.0 * 1024.0),
-            other => {
-                return Err(CollectorError::option(
-                    "byte_unit",
-                    format!(
-                        "{other:?} is not one of \"byte\", \"kilobyte\", \"megabyte\", \"gigabyte\""
-                    ),
-                ))
-            }
-        };
+        let kb_factor = config.byte_unit.from_bytes(1024.0);
         let sysinfo = match config.source.reader(Self::KIND)? {
             Reader::Proc => None,
             Reader::Sysinfo => Some(SysinfoMemory::default()),
@@ -279,7 +268,7 @@ mod tests {
     fn config(detailed: bool, unit: &str) -> MemoryConfig {
         MemoryConfig {
             detailed,
-            byte_unit: unit.to_owned(),
+            byte_unit: ByteUnit::parse(unit).unwrap(),
             ..MemoryConfig::default()
         }
     }
@@ -338,6 +327,12 @@ mod tests {
             ("kilobyte", 1024.0),
             ("megabyte", 1024.0 * 1024.0),
             ("gigabyte", 1024.0 * 1024.0 * 1024.0),
+            // Every name of Diamond's units, as the other collectors.
+            ("B", 1.0),
+            ("MB", 1024.0 * 1024.0),
+            ("terabyte", 1024f64.powi(4)),
+            ("bit", 1.0 / 8.0),
+            ("Mibit", 1024.0 * 1024.0 / 8.0),
         ] {
             let mut h = Harness::<Memory>::new(config(false, unit), fixture_env("proc-a")).unwrap();
             let p = h.collect().await.unwrap();
@@ -350,12 +345,16 @@ mod tests {
 
     #[test]
     fn unknown_unit_is_a_config_error() {
-        for unit in ["", "bytes", "MB", "kibibyte", "terabyte"] {
-            let err = Memory::new(config(false, unit), &Environment::default())
+        // Refused when read: the loader reports it at the option's line.
+        for unit in ["", "bytes", "kibibyte", "mb"] {
+            let err = config_from::<MemoryConfig, _>(vec![("byte_unit", unit)])
                 .err()
-                .unwrap_or_else(|| panic!("{unit:?} accepted"));
-            assert_eq!(err.label(), "config");
-            assert!(err.to_string().contains("byte_unit"), "{err}");
+                .unwrap_or_else(|| panic!("{unit:?} accepted"))
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{unit:?} is not one of Diamond's units")),
+                "{err}"
+            );
         }
     }
 
@@ -470,7 +469,8 @@ mod tests {
         assert_eq!(
             config_from::<MemoryConfig, _>(vec![("byte_unit", "megabyte")])
                 .unwrap()
-                .byte_unit,
+                .byte_unit
+                .name(),
             "megabyte"
         );
         assert!(config_from::<MemoryConfig, _>(vec![("byteunit", "byte")]).is_err());
@@ -503,7 +503,7 @@ mod tests {
     #[tokio::test]
     async fn sysinfo_source_on_this_machine() {
         let sysinfo = |unit: &str| MemoryConfig {
-            byte_unit: unit.to_owned(),
+            byte_unit: ByteUnit::parse(unit).unwrap(),
             source: Source::Sysinfo,
             ..MemoryConfig::default()
         };

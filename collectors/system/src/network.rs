@@ -74,13 +74,11 @@
 //! same component the same one is published every time.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use carat_collector::name::{component, push_component};
+use carat_collector::options::{AtStart, ByteUnit, ByteUnits, Patterns, Whole};
 use carat_collector::{Batch, Collector, CollectorError, Environment, RateTracker};
-use regex::Regex;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use sysinfo::Networks;
 
@@ -115,36 +113,6 @@ pub const TX_COLUMNS: [(&str, &str); 7] = [
     ("compressed", "tx_compressed"),
 ];
 
-/// The units `byte_unit` accepts (Diamond's spellings) and their size in
-/// bits. Prefixes are binary (1 kilobit = 1024 bits), as in Diamond.
-const UNITS: &[(&[&str], f64)] = &[
-    (&["bit", "b"], 1.0),
-    (&["kilobit", "kbit", "Kibit"], K),
-    (&["megabit", "Mbit", "Mibit"], K * K),
-    (&["gigabit", "Gbit", "Gibit"], K * K * K),
-    (&["terabit", "Tbit", "Tibit"], K * K * K * K),
-    (&["petabit", "Pbit", "Pibit"], K * K * K * K * K),
-    (&["exabit", "Ebit", "Eibit"], K * K * K * K * K * K),
-    (&["zettabit", "Zbit", "Zibit"], K * K * K * K * K * K * K),
-    (
-        &["yottabit", "Ybit", "Yibit"],
-        K * K * K * K * K * K * K * K,
-    ),
-    (&["byte", "B"], 8.0),
-    (&["kilobyte", "kB", "KiB"], 8.0 * K),
-    (&["megabyte", "MB", "MiB", "Mbyte"], 8.0 * K * K),
-    (&["gigabyte", "GB", "GiB"], 8.0 * K * K * K),
-    (&["terabyte", "TB", "TiB"], 8.0 * K * K * K * K),
-    (&["petabyte", "PB", "PiB"], 8.0 * K * K * K * K * K),
-    (&["exabyte", "EB", "EiB"], 8.0 * K * K * K * K * K * K),
-    (&["zettabyte", "ZB", "ZiB"], 8.0 * K * K * K * K * K * K * K),
-    (
-        &["yottabyte", "YB", "YiB"],
-        8.0 * K * K * K * K * K * K * K * K,
-    ),
-];
-const K: f64 = 1024.0;
-
 /// Options of the `network` collector.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -152,16 +120,16 @@ pub struct NetworkConfig {
     /// The interfaces to publish: regular expressions matched against the
     /// start of the interface name (Diamond's: a plain name such as `eth` is
     /// a prefix). A list, or one string of comma-separated items.
-    #[serde(deserialize_with = "string_list")]
-    pub interfaces: Vec<String>,
+    #[serde(deserialize_with = "Patterns::comma_separated")]
+    pub interfaces: Patterns<AtStart>,
     /// True: an entry of `interfaces` matches names that start with it
     /// (`eth` matches `eth0`). False: the whole name must match (`eth0`).
     pub greedy: bool,
     /// The units of the `rx_<unit>`/`tx_<unit>` traffic metrics, one pair of
     /// metrics per unit: `bit`, `byte`, or a binary multiple of either in
     /// Diamond's spellings (`kilobit`/`kbit`/`Kibit` … `yottabyte`/`YB`/`YiB`).
-    #[serde(deserialize_with = "string_list")]
-    pub byte_unit: Vec<String>,
+    /// A list, or one string of units separated by commas or spaces.
+    pub byte_unit: ByteUnits,
     /// Where the counters come from (`auto`: `/proc/net/dev` on Linux, the
     /// `sysinfo` crate elsewhere).
     pub source: Source,
@@ -170,46 +138,13 @@ pub struct NetworkConfig {
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
-            interfaces: DEFAULT_INTERFACES.iter().map(|s| s.to_string()).collect(),
+            // Constants, checked by a test: they compile.
+            interfaces: Patterns::new(DEFAULT_INTERFACES).unwrap_or_default(),
             greedy: true,
-            byte_unit: vec!["bit".into(), "byte".into()],
+            byte_unit: ByteUnits::parse(["bit", "byte"]).unwrap_or_default(),
             source: Source::Auto,
         }
     }
-}
-
-/// Deserializes a list of strings given either as a list or, as in
-/// Diamond's configuration files, as one string of comma-separated items
-/// (`"eth, bond"`; items are trimmed, empty ones dropped). Shared with the
-/// `tcp` collector.
-pub(crate) fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct StringList;
-
-    impl<'de> Visitor<'de> for StringList {
-        type Value = Vec<String>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of strings, or one string of comma-separated items")
-        }
-
-        fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<String>, E> {
-            Ok(s.split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect())
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-            while let Some(item) = seq.next_element::<String>()? {
-                out.push(item);
-            }
-            Ok(out)
-        }
-    }
-
-    d.deserialize_any(StringList)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,7 +229,7 @@ impl Reading {
 /// The `network` collector. See the [module documentation](self).
 pub struct Network {
     path: PathBuf,
-    filter: Regex,
+    filter: Interfaces,
     units: Vec<Unit>,
     /// True when some unit is published as a gauge (its rate computed here).
     has_rate_units: bool,
@@ -314,8 +249,8 @@ impl Collector for Network {
     const DEFAULT_PATH: &'static str = "network";
 
     fn new(config: NetworkConfig, env: &Environment) -> Result<Self, CollectorError> {
-        let filter = interface_filter(&config.interfaces, config.greedy)?;
-        let units = units(&config.byte_unit)?;
+        let filter = Interfaces::new(&config.interfaces, config.greedy)?;
+        let units = units(&config.byte_unit);
         let sysinfo = match config.source.reader(Self::KIND)? {
             Reader::Proc => None,
             Reader::Sysinfo => Some(SysinfoNetworks::default()),
@@ -396,66 +331,60 @@ impl Network {
     }
 }
 
-/// The regular expression an interface name must match: Diamond's
-/// `^(?:a|b|…)` followed, when not greedy, by the end of the name.
-fn interface_filter(interfaces: &[String], greedy: bool) -> Result<Regex, CollectorError> {
-    let mut pattern = String::from("^(?:");
-    for (i, entry) in interfaces.iter().enumerate() {
-        if i > 0 {
-            pattern.push('|');
-        }
-        // Each entry in its own group, so that one entry's `|` stays inside it.
-        pattern.push_str("(?:");
-        pattern.push_str(entry);
-        pattern.push(')');
-    }
-    pattern.push(')');
-    if !greedy {
-        pattern.push('$');
-    }
-    Regex::new(&pattern).map_err(|e| {
-        CollectorError::option(
-            "interfaces",
-            format!("{interfaces:?} is not a valid list of regular expressions: {e}"),
-        )
-    })
+/// Which interfaces are published: those whose name an entry of
+/// `interfaces` matches from its start (`greedy`, Diamond's `re.match`), or
+/// as a whole; every interface for no entry at all with `greedy`.
+#[derive(Debug)]
+enum Interfaces {
+    Every,
+    Prefix(Patterns<AtStart>),
+    Whole(Patterns<Whole>),
 }
 
-/// The units of `byte_unit`, checked against [`UNITS`]; a unit listed twice
-/// is published once.
-fn units(byte_unit: &[String]) -> Result<Vec<Unit>, CollectorError> {
-    let mut out: Vec<Unit> = Vec::with_capacity(byte_unit.len());
-    for (i, unit) in byte_unit.iter().enumerate() {
-        let Some(&(_, bits)) = UNITS
-            .iter()
-            .find(|(names, _)| names.contains(&unit.as_str()))
-        else {
-            let known: Vec<&str> = UNITS.iter().map(|(names, _)| names[0]).collect();
-            return Err(CollectorError::option(
-                "byte_unit",
-                format!(
-                    "unknown unit {unit:?}; known units: {} (and their short forms, e.g. Mbit, MB)",
-                    known.join(", ")
-                ),
-            ));
-        };
-        if byte_unit[..i].contains(unit) {
-            continue; // listed twice: published once
-        }
-        let kind = if bits == 1.0 {
-            UnitKind::Counter(8)
-        } else if bits == 8.0 {
-            UnitKind::Counter(1)
-        } else {
-            UnitKind::Rate(bits / 8.0)
-        };
-        out.push(Unit {
-            rx: format!("rx_{}", component(unit)),
-            tx: format!("tx_{}", component(unit)),
-            kind,
-        });
+impl Interfaces {
+    fn new(interfaces: &Patterns<AtStart>, greedy: bool) -> Result<Self, CollectorError> {
+        Ok(match (greedy, interfaces.is_empty()) {
+            (true, true) => Interfaces::Every,
+            (true, false) => Interfaces::Prefix(interfaces.clone()),
+            // The same regexes, which compiled when read, anchored at the
+            // end too.
+            (false, _) => Interfaces::Whole(
+                interfaces
+                    .anchored()
+                    .map_err(|e| CollectorError::option("interfaces", e))?,
+            ),
+        })
     }
-    Ok(out)
+
+    fn is_match(&self, name: &str) -> bool {
+        match self {
+            Interfaces::Every => true,
+            Interfaces::Prefix(p) => p.is_match(name),
+            Interfaces::Whole(p) => p.is_match(name),
+        }
+    }
+}
+
+/// How each of `byte_unit` is published (a unit listed twice was dropped
+/// when the option was read).
+fn units(byte_unit: &[ByteUnit]) -> Vec<Unit> {
+    byte_unit
+        .iter()
+        .map(|unit| {
+            let kind = if unit.bits() == 1.0 {
+                UnitKind::Counter(8)
+            } else if unit.bits() == 8.0 {
+                UnitKind::Counter(1)
+            } else {
+                UnitKind::Rate(unit.bits() / 8.0)
+            };
+            Unit {
+                rx: format!("rx_{}", component(unit.name())),
+                tx: format!("tx_{}", component(unit.name())),
+                kind,
+            }
+        })
+        .collect()
 }
 
 /// Reads `path` into `buf` (cleared first, its allocation kept) and checks
@@ -495,7 +424,7 @@ fn check_complete(path: &Path, bytes: &[u8]) -> Result<(), CollectorError> {
 fn parse_dev(
     path: &Path,
     text: &str,
-    filter: &Regex,
+    filter: &Interfaces,
     out: &mut Reading,
 ) -> Result<(), CollectorError> {
     out.clear();
@@ -609,7 +538,7 @@ struct SysinfoNetworks {
 impl SysinfoNetworks {
     /// Reads the counters of the interfaces that `filter` matches into
     /// `out`, as `parse_dev` does from `/proc/net/dev`.
-    fn read(&mut self, filter: &Regex, out: &mut Reading) -> Result<(), CollectorError> {
+    fn read(&mut self, filter: &Interfaces, out: &mut Reading) -> Result<(), CollectorError> {
         let networks = match &mut self.networks {
             Some(networks) => networks,
             none => {
@@ -690,8 +619,8 @@ fn parse_header(path: &Path, line: &str, columns: &mut Vec<Column>) -> Result<()
 mod tests {
     use super::*;
     use crate::test_support::{
-        assert_metric, assert_source_option, config_from, error_label_without_files, fixture_env,
-        source_error, ProcDir,
+        assert_metric, assert_source_option, byte_units, config_from, error_label_without_files,
+        fixture_env, regexes, source_error, unit_names, Stepper,
     };
     use carat_collector::testing::{Harness, Published};
     use std::time::Duration;
@@ -724,37 +653,6 @@ mod tests {
         ]
     }
 
-    struct Stepper {
-        dir: ProcDir,
-        harness: Harness<Network>,
-    }
-
-    impl Stepper {
-        fn new(tag: &str, config: NetworkConfig) -> Self {
-            let dir = ProcDir::new(tag);
-            std::fs::create_dir_all(dir.path.join("net")).unwrap();
-            let harness = Harness::<Network>::new(config, dir.env()).unwrap();
-            Stepper { dir, harness }
-        }
-
-        async fn run(&mut self, secs: u64, dev: &str) -> Result<Published, CollectorError> {
-            self.run_bytes(secs, dev.as_bytes()).await
-        }
-
-        async fn run_bytes(&mut self, secs: u64, dev: &[u8]) -> Result<Published, CollectorError> {
-            self.dir.write_bytes("net/dev", dev);
-            self.harness.collect_after(Duration::from_secs(secs)).await
-        }
-
-        async fn run_fixture(&mut self, secs: u64, fixture: &str) -> Published {
-            self.dir.copy_fixture(fixture, "net/dev");
-            self.harness
-                .collect_after(Duration::from_secs(secs))
-                .await
-                .unwrap()
-        }
-    }
-
     fn names(p: &Published) -> Vec<&str> {
         p.names().collect()
     }
@@ -773,13 +671,14 @@ mod tests {
 
     #[tokio::test]
     async fn recorded_fixtures_default_config() {
-        let mut s = Stepper::new("network-default", NetworkConfig::default());
-        let first = s.run_fixture(0, "network/dev-a").await;
+        let mut s =
+            Stepper::<Network>::new("network-default", &["net/dev"], NetworkConfig::default());
+        let first = s.run_fixtures(0, &["network/dev-a"]).await;
         assert!(first.metrics.is_empty(), "{:?}", first.metrics);
         // Only eth0 matches the default interfaces (not lo, ifb0, ifb1).
         assert_eq!(first.samples, PER_INTERFACE);
 
-        let p = s.run_fixture(5, "network/dev-b").await;
+        let p = s.run_fixtures(5, &["network/dev-b"]).await;
         assert_metric(&p, "eth0.rx_byte", 81390.0 / 5.0); // 16278
         assert_metric(&p, "eth0.rx_bit", 81390.0 * 8.0 / 5.0); // 130224
         assert_metric(&p, "eth0.rx_packets", 3.0);
@@ -808,15 +707,15 @@ mod tests {
     #[tokio::test]
     async fn exact_names_and_larger_units() {
         let config = NetworkConfig {
-            interfaces: vec!["lo".into(), "ifb".into(), "eth0".into()],
+            interfaces: regexes(&["lo", "ifb", "eth0"]),
             greedy: false,
-            byte_unit: vec!["byte".into(), "megabyte".into(), "kbit".into()],
+            byte_unit: byte_units(&["byte", "megabyte", "kbit"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-units", config);
-        let first = s.run_fixture(0, "network/dev-a").await;
+        let mut s = Stepper::<Network>::new("network-units", &["net/dev"], config);
+        let first = s.run_fixtures(0, &["network/dev-a"]).await;
         assert!(first.metrics.is_empty(), "{:?}", first.metrics);
-        let p = s.run_fixture(2, "network/dev-b").await;
+        let p = s.run_fixtures(2, &["network/dev-b"]).await;
         // `ifb` is not a whole name: ifb0 and ifb1 are not published.
         assert!(!p.names().any(|n| n.starts_with("ifb")), "{:?}", names(&p));
         // lo: 1428282 bytes in 2 s = 714141 B/s.
@@ -837,40 +736,40 @@ mod tests {
     #[tokio::test]
     async fn interfaces_are_regular_expressions() {
         let config = NetworkConfig {
-            interfaces: vec!["ifb[1-9]".into()],
+            interfaces: regexes(&["ifb[1-9]"]),
             greedy: false,
-            byte_unit: vec!["bit".into()],
+            byte_unit: byte_units(&["bit"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-regex", config);
-        let first = s.run_fixture(0, "network/dev-a").await;
+        let mut s = Stepper::<Network>::new("network-regex", &["net/dev"], config);
+        let first = s.run_fixtures(0, &["network/dev-a"]).await;
         assert_eq!(first.samples, 16);
-        let p = s.run_fixture(1, "network/dev-b").await;
+        let p = s.run_fixtures(1, &["network/dev-b"]).await;
         assert_metric(&p, "ifb1.rx_bit", 0.0);
         assert!(p.names().all(|n| n.starts_with("ifb1.")), "{:?}", names(&p));
 
         // An empty list with greedy matching takes every interface.
         let config = NetworkConfig {
-            interfaces: Vec::new(),
+            interfaces: Patterns::default(),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-all", config);
-        let first = s.run_fixture(0, "network/dev-a").await;
+        let mut s = Stepper::<Network>::new("network-all", &["net/dev"], config);
+        let first = s.run_fixtures(0, &["network/dev-a"]).await;
         assert_eq!(first.samples, 4 * PER_INTERFACE);
     }
 
     #[tokio::test]
     async fn counter_reset_is_skipped_not_a_spike() {
         let config = NetworkConfig {
-            byte_unit: vec!["bit".into(), "byte".into(), "kilobyte".into()],
+            byte_unit: byte_units(&["bit", "byte", "kilobyte"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-reset", config);
-        s.run(0, &dev(&[("eth0", counters(10_000, 100, 5_000, 50))]))
+        let mut s = Stepper::<Network>::new("network-reset", &["net/dev"], config);
+        s.run(0, &[&dev(&[("eth0", counters(10_000, 100, 5_000, 50))])])
             .await
             .unwrap();
         let p = s
-            .run(10, &dev(&[("eth0", counters(30_480, 150, 5_000, 70))]))
+            .run(10, &[&dev(&[("eth0", counters(30_480, 150, 5_000, 70))])])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_byte", 2_048.0);
@@ -883,7 +782,7 @@ mod tests {
         // The driver reset rx bytes and packets (tx went on): no rate, and no
         // spike, for those; tx is published.
         let p = s
-            .run(10, &dev(&[("eth0", counters(1_000, 10, 6_000, 80))]))
+            .run(10, &[&dev(&[("eth0", counters(1_000, 10, 6_000, 80))])])
             .await
             .unwrap();
         for gone in [
@@ -900,7 +799,7 @@ mod tests {
 
         // The reset reading is the new base.
         let p = s
-            .run(4, &dev(&[("eth0", counters(5_096, 30, 6_000, 80))]))
+            .run(4, &[&dev(&[("eth0", counters(5_096, 30, 6_000, 80))])])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_byte", 1_024.0);
@@ -910,19 +809,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_32_bit_wrap_skips_one_sample() {
-        let mut s = Stepper::new("network-wrap", NetworkConfig::default());
+        let mut s = Stepper::<Network>::new("network-wrap", &["net/dev"], NetworkConfig::default());
         let near = u64::from(u32::MAX) - 999;
-        s.run(0, &dev(&[("eth0", counters(near, 0, 0, 0))]))
+        s.run(0, &[&dev(&[("eth0", counters(near, 0, 0, 0))])])
             .await
             .unwrap();
         // Wrapped at 2³² (width unknown): skipped rather than guessed.
         let p = s
-            .run(1, &dev(&[("eth0", counters(500, 0, 0, 0))]))
+            .run(1, &[&dev(&[("eth0", counters(500, 0, 0, 0))])])
             .await
             .unwrap();
         assert!(p.get("eth0.rx_byte").is_none(), "{:?}", p.metrics);
         let p = s
-            .run(1, &dev(&[("eth0", counters(1_500, 0, 0, 0))]))
+            .run(1, &[&dev(&[("eth0", counters(1_500, 0, 0, 0))])])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_byte", 1_000.0);
@@ -931,22 +830,22 @@ mod tests {
     #[tokio::test]
     async fn interfaces_disappearing_and_appearing() {
         let config = NetworkConfig {
-            byte_unit: vec!["byte".into(), "MB".into()],
+            byte_unit: byte_units(&["byte", "MB"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-churn", config);
+        let mut s = Stepper::<Network>::new("network-churn", &["net/dev"], config);
         s.run(
             0,
-            &dev(&[
+            &[&dev(&[
                 ("eth0", counters(1_000, 10, 0, 0)),
                 ("eth1", counters(9_000, 90, 0, 0)),
-            ]),
+            ])],
         )
         .await
         .unwrap();
         // eth1 goes away: eth0 is unaffected.
         let p = s
-            .run(5, &dev(&[("eth0", counters(2_000, 20, 0, 0))]))
+            .run(5, &[&dev(&[("eth0", counters(2_000, 20, 0, 0))])])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_byte", 200.0);
@@ -960,11 +859,11 @@ mod tests {
         let p = s
             .run(
                 5,
-                &dev(&[
+                &[&dev(&[
                     ("eth0", counters(3_000, 30, 0, 0)),
                     ("eth1", counters(100, 1, 0, 0)),
                     ("eth2", counters(7, 7, 0, 0)),
-                ]),
+                ])],
             )
             .await
             .unwrap();
@@ -981,11 +880,11 @@ mod tests {
         let p = s
             .run(
                 5,
-                &dev(&[
+                &[&dev(&[
                     ("eth0", counters(4_000, 40, 0, 0)),
                     ("eth1", counters(1_100, 11, 0, 0)),
                     ("eth2", counters(5_242_887, 17, 0, 0)),
-                ]),
+                ])],
             )
             .await
             .unwrap();
@@ -998,7 +897,7 @@ mod tests {
 
     #[tokio::test]
     async fn odd_interface_names_are_one_component() {
-        let mut s = Stepper::new("network-odd", NetworkConfig::default());
+        let mut s = Stepper::<Network>::new("network-odd", &["net/dev"], NetworkConfig::default());
         let mut bytes = dev(&[
             ("eth0.100", counters(100, 1, 0, 0)),
             ("eth-é+x", counters(200, 2, 0, 0)),
@@ -1008,7 +907,7 @@ mod tests {
         .into_bytes();
         // A byte that is not UTF-8 and a control character.
         bytes.extend_from_slice(b"  eth\xff\x01: 300 3 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n");
-        let first = s.run_bytes(0, &bytes).await.unwrap();
+        let first = s.run_bytes(0, &[&bytes]).await.unwrap();
         assert_eq!(first.samples, 3 * PER_INTERFACE);
 
         let mut bytes = dev(&[
@@ -1018,7 +917,7 @@ mod tests {
         ])
         .into_bytes();
         bytes.extend_from_slice(b"  eth\xff\x01: 3300 33 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n");
-        let p = s.run_bytes(2, &bytes).await.unwrap();
+        let p = s.run_bytes(2, &[&bytes]).await.unwrap();
         assert_metric(&p, "eth0_100.rx_byte", 500.0);
         assert_metric(&p, "eth0_100.rx_packets", 5.0);
         assert_metric(&p, "eth-__x.rx_byte", 1_000.0); // é is one character
@@ -1046,11 +945,11 @@ mod tests {
             "    lo:      10    0    0    0    0       10    0    0    0     0       0\n",
             "  eth0:1234567890    1    2    3    4      500    5    6    7     8       9\n",
         );
-        let mut s = Stepper::new("network-old", NetworkConfig::default());
-        let first = s.run(0, old).await.unwrap();
+        let mut s = Stepper::<Network>::new("network-old", &["net/dev"], NetworkConfig::default());
+        let first = s.run(0, &[old]).await.unwrap();
         assert_eq!(first.samples, 11);
         let p = s
-            .run(10, &old.replace("1234567890    1", "1234568890   11"))
+            .run(10, &[&old.replace("1234567890    1", "1234568890   11")])
             .await
             .unwrap();
         assert_metric(&p, "eth0.rx_packets", 100.0);
@@ -1070,10 +969,11 @@ mod tests {
             "bytes    packets errs drop fifo colls carrier compressed\n",
             "  eth0: 100 1 0 0 0 0 0 0 77 200 2 0 0 0 0 0 0\n",
         );
-        let mut s = Stepper::new("network-future", NetworkConfig::default());
-        s.run(0, future).await.unwrap();
+        let mut s =
+            Stepper::<Network>::new("network-future", &["net/dev"], NetworkConfig::default());
+        s.run(0, &[future]).await.unwrap();
         let p = s
-            .run(1, &future.replace(" 77 200 2 ", " 99 300 3 "))
+            .run(1, &[&future.replace(" 77 200 2 ", " 99 300 3 ")])
             .await
             .unwrap();
         assert_metric(&p, "eth0.tx_byte", 100.0);
@@ -1085,22 +985,23 @@ mod tests {
     #[tokio::test]
     async fn zero_elapsed_publishes_nothing() {
         let config = NetworkConfig {
-            byte_unit: vec!["bit".into(), "gigabit".into()],
+            byte_unit: byte_units(&["bit", "gigabit"]),
             ..NetworkConfig::default()
         };
-        let mut s = Stepper::new("network-zero", config);
-        s.run_fixture(0, "network/dev-a").await;
-        let p = s.run_fixture(0, "network/dev-b").await;
+        let mut s = Stepper::<Network>::new("network-zero", &["net/dev"], config);
+        s.run_fixtures(0, &["network/dev-a"]).await;
+        let p = s.run_fixtures(0, &["network/dev-b"]).await;
         assert!(p.metrics.is_empty(), "{:?}", p.metrics);
         // Time moves on: the rate is over the whole 4 s since dev-a.
-        let p = s.run_fixture(4, "network/dev-b").await;
+        let p = s.run_fixtures(4, &["network/dev-b"]).await;
         assert_metric(&p, "eth0.rx_bit", 81390.0 * 8.0 / 4.0);
         assert_metric(&p, "eth0.rx_gigabit", 81390.0 * 8.0 / 4.0 / 1073741824.0);
     }
 
     async fn parse_error_of(dev: &[u8]) -> String {
-        let mut s = Stepper::new("network-garbage", NetworkConfig::default());
-        let err = s.run_bytes(0, dev).await.unwrap_err();
+        let mut s =
+            Stepper::<Network>::new("network-garbage", &["net/dev"], NetworkConfig::default());
+        let err = s.run_bytes(0, &[dev]).await.unwrap_err();
         assert_eq!(err.label(), "parse", "{err}");
         let msg = err.to_string();
         assert!(
@@ -1179,14 +1080,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_reading_publishes_nothing_and_keeps_the_base() {
-        let mut s = Stepper::new("network-bad-between", NetworkConfig::default());
-        s.run(0, &dev(&[("eth0", counters(1_000, 10, 0, 0))]))
+        let mut s = Stepper::<Network>::new(
+            "network-bad-between",
+            &["net/dev"],
+            NetworkConfig::default(),
+        );
+        s.run(0, &[&dev(&[("eth0", counters(1_000, 10, 0, 0))])])
             .await
             .unwrap();
-        assert!(s.run(1, "garbage\n").await.is_err());
-        assert!(s.run(1, "").await.is_err());
+        assert!(s.run(1, &["garbage\n"]).await.is_err());
+        assert!(s.run(1, &[""]).await.is_err());
         let p = s
-            .run(2, &dev(&[("eth0", counters(5_000, 50, 0, 0))]))
+            .run(2, &[&dev(&[("eth0", counters(5_000, 50, 0, 0))])])
             .await
             .unwrap();
         // 4000 bytes over the 4 s since the last good reading.
@@ -1206,8 +1111,8 @@ mod tests {
     async fn real_proc_net_dev() {
         // Every interface, so that at least `lo` is there.
         let config = NetworkConfig {
-            interfaces: Vec::new(),
-            byte_unit: vec!["bit".into(), "byte".into(), "kilobyte".into()],
+            interfaces: Patterns::default(),
+            byte_unit: byte_units(&["bit", "byte", "kilobyte"]),
             ..NetworkConfig::default()
         };
         let mut h = Harness::<Network>::new(config, Environment::default()).unwrap();
@@ -1245,10 +1150,10 @@ mod tests {
         let config: NetworkConfig = config_from::<_, bool>(vec![]).unwrap();
         assert_eq!(config, NetworkConfig::default());
         assert_eq!(
-            config.interfaces,
+            config.interfaces.sources(),
             ["eth", "bond", "em", "p1p", "eno", "enp", "ens", "enx"]
         );
-        assert_eq!(config.byte_unit, ["bit", "byte"]);
+        assert_eq!(unit_names(&config.byte_unit), ["bit", "byte"]);
         assert!(config.greedy);
 
         let config: NetworkConfig = config_from(vec![
@@ -1256,14 +1161,14 @@ mod tests {
             ("byte_unit", vec!["MB"]),
         ])
         .unwrap();
-        assert_eq!(config.interfaces, ["wl", "br-"]);
-        assert_eq!(config.byte_unit, ["MB"]);
+        assert_eq!(config.interfaces.sources(), ["wl", "br-"]);
+        assert_eq!(unit_names(&config.byte_unit), ["MB"]);
 
         // Diamond's comma-separated strings.
         let config: NetworkConfig =
             config_from(vec![("interfaces", "eth, bond,,em "), ("byte_unit", "bit")]).unwrap();
-        assert_eq!(config.interfaces, ["eth", "bond", "em"]);
-        assert_eq!(config.byte_unit, ["bit"]);
+        assert_eq!(config.interfaces.sources(), ["eth", "bond", "em"]);
+        assert_eq!(unit_names(&config.byte_unit), ["bit"]);
 
         let err = config_from::<NetworkConfig, _>(vec![("interface", "eth")])
             .unwrap_err()
@@ -1279,37 +1184,22 @@ mod tests {
     #[test]
     fn configurations_that_cannot_work() {
         let env = fixture_env("network");
-        // The error names the option at fault, for the configuration loader.
-        let build = |config: NetworkConfig, option: &str| match Network::new(config, &env) {
-            Ok(_) => panic!("built"),
-            Err(e) => {
-                assert_eq!(e.label(), "config", "{e}");
-                assert_eq!(e.invalid_option(), Some(option), "{e}");
-                e.to_string()
-            }
+        // Refused when read: the loader reports them at the option's line.
+        let refused = |key: &'static str, value: Vec<&'static str>| {
+            config_from::<NetworkConfig, _>(vec![(key, value)])
+                .unwrap_err()
+                .to_string()
         };
-        let msg = build(
-            NetworkConfig {
-                byte_unit: vec!["bit".into(), "furlong".into()],
-                ..NetworkConfig::default()
-            },
-            "byte_unit",
+        let msg = refused("byte_unit", vec!["bit", "furlong"]);
+        assert!(
+            msg.contains("\"furlong\" is not one of Diamond's units"),
+            "{msg}"
         );
-        assert!(msg.contains("unknown unit \"furlong\""), "{msg}");
         assert!(msg.contains("kilobyte"), "{msg}");
-        let msg = build(
-            NetworkConfig {
-                interfaces: vec!["eth(".into()],
-                ..NetworkConfig::default()
-            },
-            "interfaces",
-        );
-        assert!(msg.contains("eth("), "{msg}");
-        // Every unit of the table builds, with Diamond's spellings.
-        let all: Vec<String> = UNITS
-            .iter()
-            .flat_map(|(names, _)| names.iter().map(|n| n.to_string()))
-            .collect();
+        let msg = refused("interfaces", vec!["eth", "eth("]);
+        assert!(msg.contains("invalid regex \"eth(\""), "{msg}");
+        // Every unit of Diamond's table builds, with its spellings.
+        let all = ByteUnits::parse(ByteUnit::names()).unwrap();
         let network = Network::new(
             NetworkConfig {
                 byte_unit: all,
@@ -1323,7 +1213,7 @@ mod tests {
         // A unit listed twice is published once.
         let network = Network::new(
             NetworkConfig {
-                byte_unit: vec!["bit".into(), "byte".into(), "bit".into()],
+                byte_unit: byte_units(&["bit", "byte", "bit"]),
                 ..NetworkConfig::default()
             },
             &env,
@@ -1358,9 +1248,9 @@ mod tests {
     #[tokio::test]
     async fn sysinfo_source_on_this_machine() {
         let config = NetworkConfig {
-            interfaces: vec!["lo".into()],
+            interfaces: regexes(&["lo"]),
             greedy: false,
-            byte_unit: vec!["bit".into(), "byte".into(), "kilobyte".into()],
+            byte_unit: byte_units(&["bit", "byte", "kilobyte"]),
             source: Source::Sysinfo,
         };
         // The raw counters: the same kernel counters as /proc/net/dev's.

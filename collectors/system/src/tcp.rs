@@ -42,8 +42,8 @@ use std::path::{Path, PathBuf};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
 
-use crate::network::string_list;
 use crate::procfile::{file_error, parse_error, read_complete};
+use carat_collector::options::string_list;
 
 /// Diamond's default `allowed_names`.
 pub const DEFAULT_ALLOWED_NAMES: [&str; 16] = [
@@ -315,44 +315,19 @@ fn split_label<'t>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{assert_metric, config_from, ProcDir};
+    use crate::test_support::{assert_metric, config_from, ProcDir, Stepper};
     use carat_collector::testing::{Harness, Published};
     use std::time::Duration;
 
-    struct Stepper {
-        dir: ProcDir,
-        harness: Harness<Tcp>,
-    }
+    /// The files a run reads.
+    const FILES: &[&str] = &["net/netstat", "net/snmp"];
 
-    impl Stepper {
-        fn new(tag: &str, config: TcpConfig) -> Self {
-            let dir = ProcDir::new(tag);
-            std::fs::create_dir_all(dir.path.join("net")).unwrap();
-            let harness = Harness::<Tcp>::new(config, dir.env()).unwrap();
-            Stepper { dir, harness }
-        }
-
-        async fn run(
-            &mut self,
-            secs: u64,
-            netstat: &str,
-            snmp: &str,
-        ) -> Result<Published, CollectorError> {
-            self.dir.write("net/netstat", netstat);
-            self.dir.write("net/snmp", snmp);
-            self.harness.collect_after(Duration::from_secs(secs)).await
-        }
-
-        async fn run_fixture(&mut self, secs: u64, suffix: &str) -> Published {
-            self.dir
-                .copy_fixture(&format!("tcp/netstat-{suffix}"), "net/netstat");
-            self.dir
-                .copy_fixture(&format!("tcp/snmp-{suffix}"), "net/snmp");
-            self.harness
-                .collect_after(Duration::from_secs(secs))
-                .await
-                .unwrap()
-        }
+    /// The recorded fixtures `tcp/netstat-<suffix>` and `tcp/snmp-<suffix>`.
+    fn recorded(suffix: &str) -> [String; 2] {
+        [
+            format!("tcp/netstat-{suffix}"),
+            format!("tcp/snmp-{suffix}"),
+        ]
     }
 
     fn names(p: &Published) -> Vec<&str> {
@@ -401,14 +376,14 @@ mod tests {
 
     #[tokio::test]
     async fn recorded_fixtures_default_config() {
-        let mut s = Stepper::new("tcp-default", TcpConfig::default());
-        let first = s.run_fixture(0, "a").await;
+        let mut s = Stepper::<Tcp>::new("tcp-default", FILES, TcpConfig::default());
+        let first = s.run_fixtures(0, &recorded("a")).await;
         // Only the gauge on the first run; the 13 counters have no rate yet.
         assert_eq!(names(&first), ["CurrEstab"]);
         assert_metric(&first, "CurrEstab", 0.0);
         assert_eq!(first.samples, 14);
 
-        let p = s.run_fixture(7, "b").await;
+        let p = s.run_fixtures(7, &recorded("b")).await;
         assert_metric(&p, "ActiveOpens", 7.0); // 49 / 7
         assert_metric(&p, "PassiveOpens", 34.0 / 7.0);
         assert_metric(&p, "AttemptFails", 2.0); // 14 / 7
@@ -439,13 +414,13 @@ mod tests {
             allowed_names: Vec::new(),
             ..TcpConfig::default()
         };
-        let mut s = Stepper::new("tcp-all", config);
-        let first = s.run_fixture(0, "a").await;
+        let mut s = Stepper::<Tcp>::new("tcp-all", FILES, config);
+        let first = s.run_fixtures(0, &recorded("a")).await;
         // 135 TcpExt names and 15 Tcp names; gauges: CurrEstab, MaxConn.
         assert_eq!(first.samples, 150);
         assert_eq!(names(&first), ["CurrEstab", "MaxConn"]);
         assert_metric(&first, "MaxConn", -1.0);
-        let p = s.run_fixture(1, "b").await;
+        let p = s.run_fixtures(1, &recorded("b")).await;
         assert_eq!(p.metrics.len(), 150);
         assert_metric(&p, "TW", 32.0); // 2783 → 2815
         assert_metric(&p, "TCPOrigDataSent", 155.0); // 224615 → 224770
@@ -479,15 +454,15 @@ mod tests {
             config.allowed_names,
             ["RtoMin", "MaxConn", "ActiveOpens", "RetransSegs"]
         );
-        let mut s = Stepper::new("tcp-gauges", config);
+        let mut s = Stepper::<Tcp>::new("tcp-gauges", FILES, config);
         let first = s
-            .run(0, &netstat(&[("TW", "1")]), &snmp(10, 3, 0, 100))
+            .run(0, &[&netstat(&[("TW", "1")]), &snmp(10, 3, 0, 100)])
             .await
             .unwrap();
         assert_eq!(names(&first), ["MaxConn", "RtoMin"]);
         assert_metric(&first, "RtoMin", 200.0);
         let p = s
-            .run(4, &netstat(&[("TW", "9")]), &snmp(30, 5, 0, 140))
+            .run(4, &[&netstat(&[("TW", "9")]), &snmp(30, 5, 0, 140)])
             .await
             .unwrap();
         assert_metric(&p, "ActiveOpens", 5.0);
@@ -503,18 +478,18 @@ mod tests {
             allowed_names: vec!["CurrEstab".into(), "InErrs".into(), "ListenDrops".into()],
             ..TcpConfig::default()
         };
-        let mut s = Stepper::new("tcp-precedence", config);
+        let mut s = Stepper::<Tcp>::new("tcp-precedence", FILES, config);
         // A (made-up) kernel that also prints CurrEstab and InErrs in TcpExt.
         let ext =
             |a: &str, b: &str| netstat(&[("CurrEstab", a), ("ListenDrops", "4"), ("InErrs", b)]);
         let first = s
-            .run(0, &ext("999", "5000"), &snmp(0, 12, 100, 0))
+            .run(0, &[&ext("999", "5000"), &snmp(0, 12, 100, 0)])
             .await
             .unwrap();
         assert_eq!(first.samples, 3, "each name once");
         assert_metric(&first, "CurrEstab", 12.0);
         let p = s
-            .run(2, &ext("1", "9000"), &snmp(0, 13, 110, 0))
+            .run(2, &[&ext("1", "9000"), &snmp(0, 13, 110, 0)])
             .await
             .unwrap();
         assert_metric(&p, "CurrEstab", 13.0);
@@ -533,19 +508,19 @@ mod tests {
             ],
             ..TcpConfig::default()
         };
-        let mut s = Stepper::new("tcp-reset", config);
+        let mut s = Stepper::<Tcp>::new("tcp-reset", FILES, config);
         let ns = netstat(&[("TW", "0")]);
-        s.run(0, &ns, &snmp(1_000, 5, 0, 50)).await.unwrap();
-        let p = s.run(10, &ns, &snmp(1_100, 6, 0, 70)).await.unwrap();
+        s.run(0, &[&ns, &snmp(1_000, 5, 0, 50)]).await.unwrap();
+        let p = s.run(10, &[&ns, &snmp(1_100, 6, 0, 70)]).await.unwrap();
         assert_metric(&p, "ActiveOpens", 10.0);
         assert_metric(&p, "RetransSegs", 2.0);
         // ActiveOpens went backwards (a 32-bit kernel wrapped, or a new
         // network namespace): skipped; the others go on.
-        let p = s.run(10, &ns, &snmp(40, 7, 0, 80)).await.unwrap();
+        let p = s.run(10, &[&ns, &snmp(40, 7, 0, 80)]).await.unwrap();
         assert!(p.get("ActiveOpens").is_none(), "{:?}", p.metrics);
         assert_metric(&p, "RetransSegs", 1.0);
         assert_metric(&p, "CurrEstab", 7.0);
-        let p = s.run(5, &ns, &snmp(90, 7, 0, 80)).await.unwrap();
+        let p = s.run(5, &[&ns, &snmp(90, 7, 0, 80)]).await.unwrap();
         assert_metric(&p, "ActiveOpens", 10.0);
     }
 
@@ -569,10 +544,16 @@ mod tests {
                 "TcpExt: SyncookiesSent TCPLoss TCPForwardRetrans ListenDrops\nTcpExt: 0 {loss} 6 0\n"
             )
         };
-        let mut s = Stepper::new("tcp-old", TcpConfig::default());
-        let first = s.run(0, &old_netstat("10"), &old_snmp(100)).await.unwrap();
+        let mut s = Stepper::<Tcp>::new("tcp-old", FILES, TcpConfig::default());
+        let first = s
+            .run(0, &[&old_netstat("10"), &old_snmp(100)])
+            .await
+            .unwrap();
         assert_eq!(names(&first), ["CurrEstab"]);
-        let p = s.run(3, &old_netstat("16"), &old_snmp(130)).await.unwrap();
+        let p = s
+            .run(3, &[&old_netstat("16"), &old_snmp(130)])
+            .await
+            .unwrap();
         assert_metric(&p, "TCPLoss", 2.0);
         assert_metric(&p, "TCPForwardRetrans", 0.0);
         assert_metric(&p, "ActiveOpens", 10.0);
@@ -584,17 +565,17 @@ mod tests {
 
     #[tokio::test]
     async fn zero_elapsed_publishes_gauges_only() {
-        let mut s = Stepper::new("tcp-zero", TcpConfig::default());
-        s.run_fixture(0, "a").await;
-        let p = s.run_fixture(0, "b").await;
+        let mut s = Stepper::<Tcp>::new("tcp-zero", FILES, TcpConfig::default());
+        s.run_fixtures(0, &recorded("a")).await;
+        let p = s.run_fixtures(0, &recorded("b")).await;
         assert_eq!(names(&p), ["CurrEstab"]);
-        let p = s.run_fixture(2, "b").await;
+        let p = s.run_fixtures(2, &recorded("b")).await;
         assert_metric(&p, "ActiveOpens", 24.5); // 49 over the 2 s since a
     }
 
     async fn parse_error_of(netstat: &str, snmp: &str) -> (String, ProcDir) {
-        let mut s = Stepper::new("tcp-garbage", TcpConfig::default());
-        let err = s.run(0, netstat, snmp).await.unwrap_err();
+        let mut s = Stepper::<Tcp>::new("tcp-garbage", FILES, TcpConfig::default());
+        let err = s.run(0, &[netstat, snmp]).await.unwrap_err();
         assert_eq!(err.label(), "parse", "{err}");
         (err.to_string(), s.dir)
     }
@@ -699,9 +680,9 @@ mod tests {
             allowed_names: vec!["MaxConn".into(), "ActiveOpens".into()],
             ..TcpConfig::default()
         };
-        let mut s = Stepper::new("tcp-negative", config);
+        let mut s = Stepper::<Tcp>::new("tcp-negative", FILES, config);
         let p = s
-            .run(0, &netstat(&[("ListenDrops", "-3")]), &snmp(1, 2, 3, 4))
+            .run(0, &[&netstat(&[("ListenDrops", "-3")]), &snmp(1, 2, 3, 4)])
             .await
             .unwrap();
         assert_eq!(names(&p), ["MaxConn"]);
@@ -711,7 +692,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_files_are_io_errors() {
-        let mut s = Stepper::new("tcp-missing", TcpConfig::default());
+        let mut s = Stepper::<Tcp>::new("tcp-missing", FILES, TcpConfig::default());
         let err = s.harness.collect().await.unwrap_err();
         assert_eq!(err.label(), "io");
         assert!(err.to_string().contains("netstat"), "{err}");

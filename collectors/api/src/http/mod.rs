@@ -64,7 +64,6 @@
 //! # }
 //! ```
 
-use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
@@ -77,6 +76,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::error::CollectorError;
+use crate::redact::{redact_url, redact_urls};
 
 /// A URL, as [`parse_url`] returns it (the `url` crate's, which `reqwest`
 /// uses): `join`, `set_query`, `path_segments_mut` and the like build the
@@ -660,7 +660,8 @@ enum Stage {
 
 /// Maps a `reqwest` error onto the kinds of [`CollectorError`].
 fn classify(e: &reqwest::Error, target: &str, timeout: Duration, stage: Stage) -> CollectorError {
-    let detail = chain(e);
+    // A library's message may quote a URL (a redirect's target).
+    let detail = redact_urls(&chain(e)).into_owned();
     if let Some(tls) = find_tls_error(e) {
         return CollectorError::tls(target, tls);
     }
@@ -776,20 +777,6 @@ fn too_large(target: &str, max: usize, got: &str) -> CollectorError {
     CollectorError::Limit(format!(
         "{target}: the answer is larger than max_body_bytes ({max} bytes; {got}): refused"
     ))
-}
-
-/// `url` with any `user:password@` replaced by `***@`, for messages.
-// TODO(toolkit): the toolkit's secret redaction replaces this copy (it was
-// the haproxy collector's) at merge.
-pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    match url[start..end].rfind('@') {
-        Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &url[start + at..])),
-        None => Cow::Borrowed(url),
-    }
 }
 
 #[cfg(test)]

@@ -666,13 +666,6 @@ fn options_that_cannot_work() {
 }
 
 #[test]
-fn redacts_credentials() {
-    assert_eq!(redact_url("http://a:b@lb:1/x@y"), "http://***@lb:1/x@y");
-    assert_eq!(redact_url("http://lb/x@y"), "http://lb/x@y");
-    assert_eq!(redact_url("a:b@lb"), "***@lb");
-}
-
-#[test]
 fn tls_configurations_build() {
     let settings = |verify_tls, tls_ca_file| Settings {
         verify_tls,

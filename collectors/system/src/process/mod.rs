@@ -60,12 +60,9 @@
 //! one explicitly (`sysinfo` also runs on Linux, for comparison).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use carat_collector::{name, Batch, Collector, CollectorError, Environment};
-use regex::bytes::Regex;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 #[cfg(target_os = "linux")]
@@ -107,39 +104,11 @@ pub struct GroupConfig {
     pub selfmon: bool,
 }
 
-/// A list of regexes, written in the configuration as one string or as a
-/// list of strings. A string is one regex: commas are not separators (they
-/// are ordinary regex characters).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Patterns(pub Vec<String>);
-
-impl<'de> Deserialize<'de> for Patterns {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct OneOrMany;
-
-        impl<'de> Visitor<'de> for OneOrMany {
-            type Value = Patterns;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a regex or a list of regexes")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Patterns, E> {
-                Ok(Patterns(vec![v.to_owned()]))
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Patterns, A::Error> {
-                let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(pattern) = seq.next_element::<String>()? {
-                    list.push(pattern);
-                }
-                Ok(Patterns(list))
-            }
-        }
-
-        deserializer.deserialize_any(OneOrMany)
-    }
-}
+/// A list of regexes, searched anywhere in the text, written in the
+/// configuration as one string (one regex: commas are not separators, they
+/// are ordinary regex characters) or as a list of strings; compiled when
+/// the configuration is read.
+pub type Patterns = carat_collector::options::Patterns;
 
 /// Where process information comes from: `proc` reads `<proc_root>/<pid>/…`
 /// directly (Linux only); `sysinfo` ignores the proc root and reads the
@@ -158,9 +127,9 @@ const NANOS_PER_SECOND: f64 = 1e9;
 struct Group {
     /// The sanitised path component.
     component: String,
-    exe: Vec<Regex>,
-    process_name: Vec<Regex>,
-    cmdline: Vec<Regex>,
+    exe: Patterns,
+    process_name: Patterns,
+    cmdline: Patterns,
     selfmon: bool,
 }
 
@@ -196,12 +165,12 @@ enum Verdict {
     Unknown,
 }
 
-fn any_match(patterns: &[Regex], field: Field<'_>) -> Verdict {
+fn any_match(patterns: &Patterns, field: Field<'_>) -> Verdict {
     if patterns.is_empty() {
         return Verdict::No;
     }
     match field {
-        Field::Known(text) if patterns.iter().any(|re| re.is_match(text)) => Verdict::Yes,
+        Field::Known(text) if patterns.is_match_bytes(text) => Verdict::Yes,
         Field::Known(_) | Field::Absent => Verdict::No,
         Field::Unknown => Verdict::Unknown,
     }
@@ -211,8 +180,7 @@ impl Group {
     /// True when `c` belongs to the group by what needs no reading beyond
     /// `stat`: its pid (`selfmon`) or its name.
     fn matches_early(&self, c: &Candidate<'_>, self_pid: Option<u32>) -> bool {
-        (self.selfmon && self_pid == Some(c.pid))
-            || self.process_name.iter().any(|re| re.is_match(c.comm))
+        (self.selfmon && self_pid == Some(c.pid)) || self.process_name.is_match_bytes(c.comm)
     }
 
     fn test(&self, c: &Candidate<'_>, self_pid: Option<u32>) -> Verdict {
@@ -290,11 +258,7 @@ impl Groups {
                     },
                 ));
             }
-            if g.exe.0.is_empty()
-                && g.process_name.0.is_empty()
-                && g.cmdline.0.is_empty()
-                && !g.selfmon
-            {
+            if g.exe.is_empty() && g.process_name.is_empty() && g.cmdline.is_empty() && !g.selfmon {
                 return Err(CollectorError::option(
                     format!("groups.{i}"),
                     format!(
@@ -304,27 +268,11 @@ impl Groups {
                     ),
                 ));
             }
-            let compile = |kind: &str, patterns: &Patterns| {
-                patterns
-                    .0
-                    .iter()
-                    .map(|p| {
-                        Regex::new(p).map_err(|e| {
-                            CollectorError::option(
-                                option(kind),
-                                format!(
-                                    "process group `{}`: invalid {kind} regex {p:?}: {e}",
-                                    g.name
-                                ),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            };
             list.push(Group {
-                exe: compile("exe", &g.exe)?,
-                process_name: compile("process_name", &g.process_name)?,
-                cmdline: compile("cmdline", &g.cmdline)?,
+                // Compiled when the configuration was read.
+                exe: g.exe.clone(),
+                process_name: g.process_name.clone(),
+                cmdline: g.cmdline.clone(),
                 selfmon: g.selfmon,
                 component,
             });
