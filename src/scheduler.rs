@@ -141,7 +141,7 @@ pub async fn run(mut instance: Instance, mut stop: watch::Receiver<bool>) {
             None => match (instance.build)(&instance.env) {
                 Ok(c) => c,
                 Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    stats.record_error(&e);
                     health.failed(&stats, &format!("cannot be built: {e}"));
                     next_attempt = Instant::now() + backoff.next_delay();
                     continue;
@@ -170,7 +170,7 @@ pub async fn run(mut instance: Instance, mut stop: watch::Receiver<bool>) {
                 publish(&mut instance, &b);
                 collector = Some(c);
                 spare_batch = Some(b);
-                stats.errors.fetch_add(1, Ordering::Relaxed);
+                stats.record_error(&e);
                 Some(e.to_string())
             }
             RunOutcome::Panicked(message) => {

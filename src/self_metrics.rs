@@ -4,6 +4,7 @@
 //! | name | unit |
 //! |---|---|
 //! | `collector.<instance>.runs`, `.errors`, `.timeouts`, `.panics`, `.metrics` | per second |
+//! | `collector.<instance>.errors_by_kind.<kind>` | per second, from the first error of that kind on |
 //! | `collector.<instance>.run_time_ms` | milliseconds, last run |
 //! | `collector.<instance>.failing` | 1 while failing, else 0 |
 //! | `output.<name>.sent`, `.dropped`, `.reconnects`, `.errors` | per second |
@@ -41,6 +42,11 @@ impl SelfCollector {
             let n = name.as_str();
             batch.counter_parts(&["collector", n, "runs"], get(&s.runs), None);
             batch.counter_parts(&["collector", n, "errors"], get(&s.errors), None);
+            // Only the kinds seen: most instances never fail, and every
+            // name costs the receiver a file (a whisper file per name).
+            for (kind, count) in s.errors_by_kind() {
+                batch.counter_parts(&["collector", n, "errors_by_kind", kind], count, None);
+            }
             batch.counter_parts(&["collector", n, "timeouts"], get(&s.timeouts), None);
             batch.counter_parts(&["collector", n, "panics"], get(&s.panics), None);
             batch.counter_parts(&["collector", n, "metrics"], get(&s.metrics), None);

@@ -5,13 +5,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use carat_collector::error::LABELS;
+use carat_collector::CollectorError;
+
 /// What happened to one collector instance's runs.
 #[derive(Debug, Default)]
 pub struct CollectorStats {
     /// Runs started.
     pub runs: AtomicU64,
     /// Runs that returned an error (or whose collector could not be built).
+    /// Add with [`CollectorStats::record_error`].
     pub errors: AtomicU64,
+    /// Of `errors`, how many of each kind, in the order of
+    /// [`carat_collector::error::LABELS`].
+    pub errors_by_kind: [AtomicU64; LABELS.len()],
     /// Runs abandoned after the timeout.
     pub timeouts: AtomicU64,
     /// Runs that panicked.
@@ -22,6 +29,27 @@ pub struct CollectorStats {
     pub last_run_micros: AtomicU64,
     /// True while the instance is failing (since its last successful run).
     pub failing: AtomicBool,
+}
+
+impl CollectorStats {
+    /// Counts a failed run (or a collector that could not be built), in
+    /// `errors` and under its kind.
+    pub fn record_error(&self, error: &CollectorError) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(kind) = self.errors_by_kind.get(error.label_index()) {
+            kind.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The kinds of error seen so far and how many of each, in the order of
+    /// [`LABELS`].
+    pub fn errors_by_kind(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        LABELS
+            .iter()
+            .zip(&self.errors_by_kind)
+            .map(|(label, n)| (*label, get(n)))
+            .filter(|(_, n)| *n > 0)
+    }
 }
 
 /// What happened to one output's metrics.
@@ -132,4 +160,23 @@ impl AgentStats {
 /// Reads an atomic counter.
 pub fn get(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_counted_in_total_and_by_kind() {
+        let stats = CollectorStats::default();
+        assert_eq!(stats.errors_by_kind().count(), 0);
+        stats.record_error(&CollectorError::connect("http://lb/", "refused"));
+        stats.record_error(&CollectorError::connect("http://lb/", "refused"));
+        stats.record_error(&CollectorError::parse("http://lb/", "not the CSV"));
+        assert_eq!(get(&stats.errors), 3);
+        assert_eq!(
+            stats.errors_by_kind().collect::<Vec<_>>(),
+            [("parse", 1), ("connect", 2)]
+        );
+    }
 }

@@ -304,7 +304,11 @@ fn the_sample_shows_the_defaults() {
     defaults_of::<Sockets>(&r, &[]);
     defaults_of::<Tcp>(&r, &[]);
     defaults_of::<Process>(&r, &["groups"]);
-    defaults_of::<carat_haproxy::Haproxy>(&r, &["url", "socket", "username", "password"]);
+    #[cfg(feature = "haproxy")]
+    defaults_of::<carat_haproxy::Haproxy>(
+        &r,
+        &["url", "socket", "username", "password", "tls_ca_file"],
+    );
 }
 
 #[test]

@@ -17,6 +17,10 @@ use support::haproxy::{Haproxy, WebServer, STATS_PASSWORD, STATS_USER};
 use support::sink::LineSink;
 use support::{config, eventually, Running};
 
+/// The `[agent]` table of the tests that run the agent: host `lb1`, every
+/// collector every 0.3 s.
+const AGENT: &str = "[agent]\nhostname = \"lb1\"\ninterval = 0.3\nsplay = 0";
+
 /// HAProxy's checks run every 200 ms; a state change shows within this.
 const CHANGE_LIMIT: Duration = Duration::from_secs(5);
 
@@ -237,11 +241,13 @@ async fn stats_page_over_https() {
         verify_tls,
         ..HaproxyConfig::default()
     };
-    // A self-signed certificate: accepted only without verification.
+    // A certificate from a CA the system does not know: accepted only
+    // without verification (or with that CA as tls_ca_file, below).
     let p = harness(tls(false)).collect().await.unwrap();
     assert_eq!(get(&p, "be_app.web1.status"), 1.0);
     let err = harness(tls(true)).collect().await.unwrap_err();
-    assert_eq!(err.label(), "io", "{err}");
+    // Label `tls` since the network error kinds of issue 9 (`io` before).
+    assert_eq!(err.label(), "tls", "{err}");
     assert!(
         err.to_string().contains("TLS handshake failed") && err.to_string().contains("certificate"),
         "{err}"
@@ -256,6 +262,25 @@ async fn stats_page_over_https() {
         ..HaproxyConfig::default()
     });
     assert!(h.collect().await.is_err());
+}
+
+/// `tls_ca_file`: the page's certificate verified against a CA that is not
+/// in the system's store.
+#[tokio::test(flavor = "current_thread")]
+async fn stats_page_over_https_verified_with_a_ca_file() {
+    let web1 = WebServer::start();
+    let haproxy = Haproxy::start(&[web1.port()], true);
+    haproxy.wait_for_status("web1", "UP", CHANGE_LIMIT);
+    let mut h = harness(HaproxyConfig {
+        url: Some(format!(
+            "https://127.0.0.1:{}/stats",
+            haproxy.stats_tls_port()
+        )),
+        tls_ca_file: Some(haproxy.ca_certificate()),
+        ..http_config(&haproxy)
+    });
+    let p = h.collect().await.unwrap();
+    assert_eq!(get(&p, "be_app.web1.status"), 1.0);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -282,11 +307,7 @@ async fn the_agent_publishes_diamond_paths_for_two_instances() {
     let (_web1, _web2, haproxy) = started();
     let sink = LineSink::start();
     let running = Running::start(config(&format!(
-        r#"
-[agent]
-hostname = "lb1"
-interval = 0.3
-splay = 0
+        r#"{AGENT}
 self_metrics = false
 
 [collector.haproxy.edge]
@@ -345,6 +366,77 @@ port = {port}
         .all(|p| p.starts_with("servers.lb1.haproxy.edge.")
             || p.starts_with("servers.lb1.haproxy.local.")));
     assert!(sink.malformed().is_empty(), "{:?}", sink.malformed());
+}
+
+/// The kinds of error are told apart in self-metrics: HAProxy down (a
+/// closed port), HAProxy refusing (a wrong password: 401), and something
+/// that is not HAProxy's stats page (its frontend, answering `ok`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_counts_errors_by_kind() {
+    let (_web1, _web2, haproxy) = started();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let sink = LineSink::start();
+    let running = Running::start(config(&format!(
+        r#"{AGENT}
+
+[collector.haproxy.down]
+url = "http://127.0.0.1:{closed}/stats"
+
+[collector.haproxy.denied]
+url = "{url}"
+username = "{STATS_USER}"
+password = "wrong"
+
+[collector.haproxy.odd]
+url = "http://127.0.0.1:{frontend}/"
+
+[output.graphite]
+port = {port}
+"#,
+        url = haproxy.stats_url(),
+        frontend = haproxy.frontend_port(),
+        port = sink.port(),
+    )));
+    let expected = [("down", "connect"), ("denied", "status"), ("odd", "parse")];
+    let published = |instance: &str, kind: &str| {
+        sink.lines().into_iter().any(|r| {
+            r.path.starts_with("servers.lb1.carat.collector.")
+                && r.path.contains(instance)
+                && r.path.ends_with(&format!(".errors_by_kind.{kind}"))
+        })
+    };
+    let arrived = eventually(Duration::from_secs(15), || {
+        expected.iter().all(|(i, k)| published(i, k))
+    })
+    .await;
+    let stats = std::sync::Arc::clone(&running.stats);
+    running.stop(Duration::from_secs(15)).await;
+    let self_metrics: Vec<String> = paths(&sink)
+        .into_iter()
+        .filter(|p| p.contains(".errors"))
+        .collect();
+    assert!(
+        arrived,
+        "errors by kind not published; got {self_metrics:?}"
+    );
+    for (instance, kind) in expected {
+        let (_, s) = stats
+            .collectors
+            .iter()
+            .find(|(name, _)| name.ends_with(instance))
+            .unwrap_or_else(|| panic!("no statistics for {instance}"));
+        let by_kind: Vec<(&str, u64)> = s.errors_by_kind().collect();
+        assert_eq!(by_kind.len(), 1, "{instance}: {by_kind:?}");
+        assert_eq!(by_kind[0].0, kind, "{instance}: {by_kind:?}");
+        assert_eq!(
+            by_kind[0].1,
+            carat::stats::get(&s.errors),
+            "{instance}: every error has its kind"
+        );
+    }
 }
 
 fn paths(sink: &LineSink) -> std::collections::BTreeSet<String> {

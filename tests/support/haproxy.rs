@@ -22,8 +22,9 @@
 //!   a server is DOWN after two failed checks, UP after one good one);
 //! * `listen stats`: the stats page at `/stats` on [`Haproxy::stats_port`],
 //!   basic authentication `carat` / [`STATS_PASSWORD`]; with `tls`, the same
-//!   page over HTTPS on [`Haproxy::stats_tls_port`] with a self-signed
-//!   certificate made by `openssl` for 127.0.0.1;
+//!   page over HTTPS on [`Haproxy::stats_tls_port`] with a certificate for
+//!   127.0.0.1 issued by a CA made by `openssl` for the test
+//!   ([`Haproxy::ca_certificate`]);
 //! * the stats socket at [`Haproxy::socket`], level admin.
 //!
 //! HAProxy runs in the foreground (`-db`), under `setpriv --pdeathsig TERM`
@@ -347,40 +348,69 @@ impl Haproxy {
         std::fs::write(self.dir.path().join("haproxy.cfg"), text).expect("write haproxy.cfg");
     }
 
-    /// A self-signed certificate for 127.0.0.1, key included, as HAProxy's
-    /// `crt` wants it.
+    /// A certificate for 127.0.0.1 issued by a CA made for the test
+    /// (`ca.crt`, in no system store), key included, as HAProxy's `crt`
+    /// wants it (`stats.pem`).
     fn make_certificate(&self) {
         server::require_binary(
             OPENSSL,
             "install it with `apt-get install openssl` (or run .ci/install-test-deps)",
         );
         let dir = self.dir.path();
-        let output = Command::new(OPENSSL)
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-            .arg("-keyout")
-            .arg(dir.join("stats.key"))
-            .arg("-out")
-            .arg(dir.join("stats.crt"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {OPENSSL}: {e}"));
-        assert!(
-            output.status.success(),
-            "openssl failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        // The CA: self-signed, `CA:TRUE` (openssl's default for -x509).
+        openssl(
+            Command::new(OPENSSL)
+                .args(["req", "-x509"])
+                .args(ec)
+                .args(["-days", "1", "-subj", "/CN=carat test CA", "-keyout"])
+                .arg(dir.join("ca.key"))
+                .arg("-out")
+                .arg(dir.join("ca.crt")),
+        );
+        // The page's key and request, then its certificate from the CA.
+        openssl(
+            Command::new(OPENSSL)
+                .args(["req", "-new"])
+                .args(ec)
+                .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+                .arg(dir.join("stats.key"))
+                .arg("-out")
+                .arg(dir.join("stats.csr")),
+        );
+        std::fs::write(
+            dir.join("stats.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
+        )
+        .expect("write stats.ext");
+        openssl(
+            Command::new(OPENSSL)
+                .args(["x509", "-req", "-days", "1", "-in"])
+                .arg(dir.join("stats.csr"))
+                .arg("-CA")
+                .arg(dir.join("ca.crt"))
+                .arg("-CAkey")
+                .arg(dir.join("ca.key"))
+                .arg("-CAcreateserial")
+                .arg("-extfile")
+                .arg(dir.join("stats.ext"))
+                .arg("-out")
+                .arg(dir.join("stats.crt")),
         );
         let mut pem = std::fs::read(dir.join("stats.crt")).expect("read the certificate");
         pem.extend(std::fs::read(dir.join("stats.key")).expect("read the key"));
         std::fs::write(dir.join("stats.pem"), pem).expect("write stats.pem");
+    }
+
+    /// The CA that issued the HTTPS stats page's certificate (with `tls`).
+    pub fn ca_certificate(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
@@ -463,4 +493,17 @@ impl Drop for Haproxy {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Runs `command` (an `openssl` step) and fails with its output if it fails.
+fn openssl(command: &mut Command) {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {OPENSSL}: {e}"));
+    assert!(
+        output.status.success(),
+        "openssl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -19,6 +19,9 @@
 //! - [`blocking`], calls that may hang, run with a deadline on bounded threads;
 //! - [`sample`], the commented sample configuration a collector crate
 //!   carries, and its sections per kind;
+//! - `http` (cargo feature `http`), the HTTP(S) client every collector that
+//!   reads a server over HTTP uses: authentication, TLS options, a timeout, a
+//!   bound on the body, and errors by kind;
 //! - [`testing::Harness`], to run a collector in a test the way the agent does.
 #![warn(missing_docs)]
 
@@ -27,6 +30,8 @@ pub mod blocking;
 pub mod collector;
 pub mod error;
 pub mod fields;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod input;
 pub mod name;
 pub mod options;

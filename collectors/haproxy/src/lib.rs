@@ -68,8 +68,12 @@ pub struct HaproxyConfig {
     /// this collector's clearer error.
     #[serde(deserialize_with = "options::duration::deserialize")]
     pub request_timeout: Duration,
-    /// Verify the stats page's TLS certificate against the system's CAs.
+    /// Verify the stats page's TLS certificate against the system's CAs
+    /// (or those of `tls_ca_file`).
     pub verify_tls: bool,
+    /// Trust the CA certificates of this PEM file instead of the system's
+    /// (an internal CA).
+    pub tls_ca_file: Option<PathBuf>,
     /// Publish only the FRONTEND and BACKEND rows.
     pub ignore_servers: bool,
     /// Publish only proxies whose name matches one of these regexes
@@ -103,6 +107,7 @@ impl Default for HaproxyConfig {
             password: None,
             request_timeout: Duration::from_secs(5),
             verify_tls: true,
+            tls_ca_file: None,
             ignore_servers: false,
             proxy_include: Patterns::default(),
             proxy_exclude: Patterns::default(),
@@ -124,6 +129,7 @@ impl fmt::Debug for HaproxyConfig {
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("request_timeout", &self.request_timeout)
             .field("verify_tls", &self.verify_tls)
+            .field("tls_ca_file", &self.tls_ca_file)
             .field("ignore_servers", &self.ignore_servers)
             .field("proxy_include", &self.proxy_include)
             .field("proxy_exclude", &self.proxy_exclude)
@@ -158,12 +164,24 @@ impl Collector for Haproxy {
     const SAMPLE: &'static str = crate::SAMPLE;
 
     fn new(config: HaproxyConfig, _env: &Environment) -> Result<Self, CollectorError> {
+        let timeout =
+            REQUEST_TIMEOUT_RANGE.check_option("request_timeout", config.request_timeout)?;
+        if config.max_body_bytes == 0 {
+            return Err(CollectorError::option(
+                "max_body_bytes",
+                "must be at least 1",
+            ));
+        }
+        let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         let source = match (&config.url, &config.socket) {
             (Some(url), None) => Source::Http(HttpSource::new(
                 url,
                 config.username.as_deref(),
                 config.password.as_deref(),
                 config.verify_tls,
+                config.tls_ca_file.as_deref(),
+                timeout,
+                max_body_bytes,
             )?),
             (None, Some(path)) => {
                 if config.username.is_some() || config.password.is_some() {
@@ -176,6 +194,12 @@ impl Collector for Haproxy {
                         option,
                         "username and password apply to url only: the stats socket has no authentication \
                          (protect it with its file mode)",
+                    ));
+                }
+                if config.tls_ca_file.is_some() {
+                    return Err(CollectorError::option(
+                        "tls_ca_file",
+                        "tls_ca_file applies to an https:// url only: the stats socket has no TLS",
                     ));
                 }
                 Source::Socket(SocketSource::new(path)?)
@@ -194,15 +218,6 @@ impl Collector for Haproxy {
                 ))
             }
         };
-        let timeout =
-            REQUEST_TIMEOUT_RANGE.check_option("request_timeout", config.request_timeout)?;
-        if config.max_body_bytes == 0 {
-            return Err(CollectorError::option(
-                "max_body_bytes",
-                "must be at least 1",
-            ));
-        }
-        let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         // The regexes were compiled when the options were read.
         let filters = Filters {
             ignore_servers: config.ignore_servers,
@@ -219,12 +234,12 @@ impl Collector for Haproxy {
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
-        let (bytes, origin);
-        let text: Cow<'_, str> = match &mut self.source {
+        let origin;
+        let text: Cow<'_, str> = match &self.source {
             Source::Http(http) => {
-                bytes = http.fetch(self.timeout, self.max_body_bytes).await?;
+                http.fetch(&mut self.buf).await?;
                 origin = http.display();
-                String::from_utf8_lossy(&bytes)
+                String::from_utf8_lossy(&self.buf)
             }
             Source::Socket(socket) => {
                 socket

@@ -799,7 +799,9 @@ async fn http_errors() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
     let err = collect_error(&mut h).await;
-    assert_eq!(err.label(), "io", "{err}");
+    // Not HTTP at all: the answer could not be parsed (label `parse` since
+    // the network error kinds of issue 9; `io` before).
+    assert_eq!(err.label(), "parse", "{err}");
     assert!(!format!("{err}").contains("wrong"), "{err}");
 }
 
@@ -828,7 +830,7 @@ async fn http_body_over_the_bound_is_refused() {
 }
 
 #[tokio::test]
-async fn connection_refused_is_an_io_error() {
+async fn connection_refused_is_a_connect_error() {
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -838,7 +840,8 @@ async fn connection_refused_is_an_io_error() {
         ..HaproxyConfig::default()
     });
     let err = collect_error(&mut h).await;
-    assert_eq!(err.label(), "io");
+    // Label `connect` since the network error kinds of issue 9 (`io` before).
+    assert_eq!(err.label(), "connect");
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
 
@@ -938,6 +941,50 @@ fn options_that_cannot_work() {
         assert!(msg.contains(expected), "{msg:?} lacks {expected:?}");
         assert!(!msg.contains("pw@"), "{msg}");
     }
+}
+
+#[test]
+fn tls_ca_file_applies_to_https_only() {
+    let ca = || Some(PathBuf::from("/etc/ssl/internal-ca.pem"));
+    for (config, expected) in [
+        (
+            HaproxyConfig {
+                url: Some("http://127.0.0.1:8404/stats".into()),
+                tls_ca_file: ca(),
+                ..HaproxyConfig::default()
+            },
+            "https:// url only",
+        ),
+        (
+            HaproxyConfig {
+                socket: Some(PathBuf::from("/run/haproxy/admin.sock")),
+                tls_ca_file: ca(),
+                ..HaproxyConfig::default()
+            },
+            "the stats socket has no TLS",
+        ),
+        (
+            HaproxyConfig {
+                url: Some("https://lb:8404/stats".into()),
+                tls_ca_file: ca(),
+                verify_tls: false,
+                ..HaproxyConfig::default()
+            },
+            "verify_tls = false",
+        ),
+    ] {
+        let (named, msg) = config_error(config);
+        assert_eq!(named.as_deref(), Some("tls_ca_file"), "{msg}");
+        assert!(msg.contains(expected), "{msg:?} lacks {expected:?}");
+    }
+    // An https:// page with its CA: built (the file is read at the first
+    // reading, not here).
+    let config = HaproxyConfig {
+        url: Some("https://lb:8404/stats".into()),
+        tls_ca_file: ca(),
+        ..HaproxyConfig::default()
+    };
+    assert!(Haproxy::new(config, &Environment::default()).is_ok());
 }
 
 #[test]
