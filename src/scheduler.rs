@@ -155,9 +155,10 @@ pub async fn run(mut instance: Instance, mut stop: watch::Receiver<bool>) {
         // samples were taken and are delivered like the others, not lost.
         let outcome = run_once(c, batch, schedule.timeout).await;
         let elapsed = started.elapsed();
+        // At least 1: 0 means "no run has finished yet".
         stats
             .last_run_micros
-            .store(elapsed.as_micros() as u64, Ordering::Relaxed);
+            .store((elapsed.as_micros() as u64).max(1), Ordering::Relaxed);
         let failure = match outcome {
             RunOutcome::Done(c, b) => {
                 publish(&mut instance, &b);

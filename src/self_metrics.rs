@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `collector.<instance>.runs`, `.errors`, `.timeouts`, `.panics`, `.metrics` | per second |
 //! | `collector.<instance>.errors_by_kind.<kind>` | per second, from the first error of that kind on |
-//! | `collector.<instance>.run_time_ms` | milliseconds, last run |
+//! | `collector.<instance>.run_time_ms` | milliseconds, with microsecond precision, of the last run (nothing until a run has finished) |
 //! | `collector.<instance>.failing` | 1 while failing, else 0 |
 //! | `output.<name>.sent`, `.dropped`, `.reconnects`, `.errors` | per second |
 //! | `output.<name>.buffered` | metrics waiting |
@@ -50,8 +50,12 @@ impl SelfCollector {
             batch.counter_parts(&["collector", n, "timeouts"], get(&s.timeouts), None);
             batch.counter_parts(&["collector", n, "panics"], get(&s.panics), None);
             batch.counter_parts(&["collector", n, "metrics"], get(&s.metrics), None);
-            let micros = get(&s.last_run_micros) as f64;
-            batch.gauge_parts(&["collector", n, "run_time_ms"], micros / 1000.0);
+            // Before an instance's first run has finished there is no run
+            // time: a 0 would read as "this collector costs nothing".
+            let micros = get(&s.last_run_micros);
+            if micros > 0 {
+                batch.gauge_parts(&["collector", n, "run_time_ms"], micros as f64 / 1000.0);
+            }
             let failing = s.failing.load(std::sync::atomic::Ordering::Relaxed);
             batch.gauge_parts(&["collector", n, "failing"], f64::from(u8::from(failing)));
         }
@@ -132,6 +136,33 @@ impl ProcStat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_time_is_published_once_a_run_has_finished() {
+        let stats = Arc::new(AgentStats {
+            collectors: vec![("cpu".to_owned(), Arc::default())],
+            outputs: Vec::new(),
+        });
+        let mut collector = SelfCollector::new(Arc::clone(&stats));
+        let run_time = |c: &mut SelfCollector| {
+            let mut b = Batch::new();
+            c.collect_now(&mut b).unwrap();
+            let found = b
+                .iter()
+                .find(|s| s.name == "collector.cpu.run_time_ms")
+                .map(|s| s.value);
+            found
+        };
+        assert_eq!(run_time(&mut collector), None, "no run has finished");
+        stats.collectors[0]
+            .1
+            .last_run_micros
+            .store(217, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            run_time(&mut collector),
+            Some(carat_collector::SampleValue::Gauge(0.217))
+        );
+    }
 
     #[test]
     fn parses_stat_with_spaces_in_the_name() {

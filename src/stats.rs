@@ -25,7 +25,8 @@ pub struct CollectorStats {
     pub panics: AtomicU64,
     /// Metrics published.
     pub metrics: AtomicU64,
-    /// Duration of the last run, in microseconds.
+    /// Duration of the last run, in microseconds (at least 1); 0 until a
+    /// run has finished.
     pub last_run_micros: AtomicU64,
     /// True while the instance is failing (since its last successful run).
     pub failing: AtomicBool,
