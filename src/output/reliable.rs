@@ -273,6 +273,35 @@ struct Writing {
     from_spool: bool,
 }
 
+/// What became of segments handed to the spool (or dropped, without one).
+#[derive(Default)]
+struct SpoolOutcome {
+    /// Lines written to the spool.
+    spooled: usize,
+    /// Lines dropped: no spool, a failed write, or older lines the spool's
+    /// size bound pushed out.
+    dropped: usize,
+    /// The last write error, if any.
+    error: Option<io::Error>,
+}
+
+impl SpoolOutcome {
+    /// Writes `seg` to `spool`, or counts it as dropped.
+    fn keep(&mut self, spool: Option<&mut Spool>, seg: &Segment) {
+        match spool.map(|s| s.append(&seg.bytes, seg.lines)) {
+            Some(Ok(bound_drops)) => {
+                self.spooled += seg.lines;
+                self.dropped += bound_drops;
+            }
+            Some(Err(e)) => {
+                self.dropped += seg.lines;
+                self.error = Some(e);
+            }
+            None => self.dropped += seg.lines,
+        }
+    }
+}
+
 /// A batch being buffered, and how far.
 struct Pending {
     batch: OutputBatch,
@@ -427,25 +456,17 @@ impl<T: Transport> Reliable<T> {
 
     /// Moves what exceeds the memory bound to the spool, or drops it.
     fn spill_excess(&mut self) {
-        let mut dropped = 0usize;
-        let mut spool_error = None;
+        let mut outcome = SpoolOutcome::default();
         let spool = &mut self.spool;
-        self.buffer.spill_excess(|seg| match spool.as_mut() {
-            Some(s) => match s.append(&seg.bytes, seg.lines) {
-                Ok(bound_drops) => dropped += bound_drops,
-                Err(e) => {
-                    dropped += seg.lines;
-                    spool_error = Some(e);
-                }
-            },
-            None => dropped += seg.lines,
-        });
-        if let Some(e) = spool_error {
+        self.buffer
+            .spill_excess(|seg| outcome.keep(spool.as_mut(), seg));
+        if let Some(e) = outcome.error {
             self.spool_failed(&format!(
                 "cannot write to the spool: {e}; dropping what memory cannot hold"
             ));
         }
         self.count_spool_losses();
+        let dropped = outcome.dropped;
         if dropped > 0 {
             self.stats.record_drops(dropped as u64);
             if !self.drop_logged {
@@ -828,24 +849,16 @@ impl<T: Transport> Reliable<T> {
     /// At exit: what memory holds goes to the spool, or is counted as
     /// dropped.
     fn keep_or_drop_the_rest(&mut self) {
-        let mut dropped = 0usize;
-        let mut spooled = 0usize;
-        let mut spool_error = None;
+        let mut outcome = SpoolOutcome::default();
         let spool = &mut self.spool;
-        self.buffer.drain_into(|seg| {
-            match spool.as_mut().map(|s| s.append(&seg.bytes, seg.lines)) {
-                Some(Ok(bound_drops)) => {
-                    spooled += seg.lines;
-                    dropped += bound_drops;
-                }
-                Some(Err(e)) => {
-                    dropped += seg.lines;
-                    spool_error = Some(e);
-                }
-                None => dropped += seg.lines,
-            }
-        });
-        if let Some(e) = spool_error {
+        self.buffer
+            .drain_into(|seg| outcome.keep(spool.as_mut(), seg));
+        let SpoolOutcome {
+            spooled,
+            dropped,
+            error,
+        } = outcome;
+        if let Some(e) = error {
             self.spool_failed(&format!("cannot write to the spool at exit: {e}"));
         }
         self.count_spool_losses();
