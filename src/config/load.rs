@@ -612,21 +612,6 @@ fn add_collector(
         Spanned::new(span.clone(), DeValue::Table(common)),
         None,
     )?;
-    for (list, option) in [
-        (&common.metrics_whitelist, "metrics_whitelist"),
-        (&common.metrics_blacklist, "metrics_blacklist"),
-    ] {
-        for pattern in list.sources() {
-            if let Err(e) = regex::Regex::new(pattern) {
-                let key_span = key_span(table_value.get_ref(), option).unwrap_or(span.clone());
-                return Err(src.error(
-                    Some(key_span),
-                    Some(format!("{key}.{option}")),
-                    format!("invalid regex {pattern:?}: {e}"),
-                ));
-            }
-        }
-    }
     let own_value = Spanned::new(span.clone(), DeValue::Table(own));
     let for_errors = own_value.clone();
     let hint = format!(
@@ -856,22 +841,6 @@ fn add_output(
     if let OutputSettings::Statsd(c) = &settings {
         if c.max_packet_size < 64 {
             return Err(src.error(Some(span), Some(key), "max_packet_size must be at least 64"));
-        }
-    }
-    let (whitelist, blacklist) = settings.filters();
-    for (list, option) in [
-        (whitelist, "metrics_whitelist"),
-        (blacklist, "metrics_blacklist"),
-    ] {
-        for pattern in list.sources() {
-            if let Err(e) = regex::Regex::new(pattern) {
-                let at = key_span(table.get_ref(), option).unwrap_or(span.clone());
-                return Err(src.error(
-                    Some(at),
-                    Some(format!("{key}.{option}")),
-                    format!("invalid regex {pattern:?}: {e}"),
-                ));
-            }
         }
     }
     let origin = src.origin(span.clone());
