@@ -108,6 +108,8 @@ impl Registry {
             .register::<carat_system::Process>();
         #[cfg(feature = "haproxy")]
         r.register::<carat_haproxy::Haproxy>();
+        #[cfg(feature = "mongodb")]
+        r.register::<carat_mongodb::Mongodb>();
         r
     }
 

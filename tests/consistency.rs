@@ -227,6 +227,7 @@ fn everything_on(registry: &Registry) -> String {
 #[test]
 fn every_line_of_the_sample_works() {
     std::env::set_var("HAPROXY_STATS_PASSWORD", "secret");
+    std::env::set_var("MONGODB_PASSWORD", "secret");
     let registry = Registry::builtin();
     let text = everything_on(&registry);
     let config = carat::config::load_str(&text, Path::new("everything-on.toml"), &registry)
@@ -308,6 +309,19 @@ fn the_sample_shows_the_defaults() {
     defaults_of::<carat_haproxy::Haproxy>(
         &r,
         &["url", "socket", "username", "password", "tls_ca_file"],
+    );
+    #[cfg(feature = "mongodb")]
+    defaults_of::<carat_mongodb::Mongodb>(
+        &r,
+        &[
+            "uri",
+            "hosts",
+            "username",
+            "password",
+            "auth_source",
+            "direct_connection",
+            "tls_ca_file",
+        ],
     );
 }
 

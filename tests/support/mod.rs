@@ -10,6 +10,7 @@ pub mod bin;
 pub mod carbon;
 pub mod collectors;
 pub mod haproxy;
+pub mod mongodb;
 pub mod rabbitmq;
 pub mod receiver;
 pub mod server;

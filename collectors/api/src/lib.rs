@@ -22,10 +22,14 @@
 //! - `http` (cargo feature `http`), the HTTP(S) client every collector that
 //!   reads a server over HTTP uses: authentication, TLS options, a timeout, a
 //!   bound on the body, and errors by kind;
-//! - [`testing::Harness`], to run a collector in a test the way the agent does.
+//! - [`testing::Harness`], to run a collector in a test the way the agent does;
+//! - `bench` (cargo feature `bench`, for benchmarks), a counting allocator
+//!   and CPU-time measurements.
 #![warn(missing_docs)]
 
 pub mod batch;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod blocking;
 pub mod collector;
 pub mod error;

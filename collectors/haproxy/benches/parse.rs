@@ -11,50 +11,10 @@
 
 use std::hint::black_box;
 
+use carat_collector::bench::ThreadCpuTime;
 use carat_collector::Batch;
 use carat_haproxy::{Filters, StatsCsv};
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-
-/// Criterion measurement: CPU time of the calling thread, in nanoseconds
-/// (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`), shown like wall time.
-struct ThreadCpuTime;
-
-fn thread_cpu_nanos() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        thread_cpu_nanos()
-    }
-
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_nanos().saturating_sub(start)
-    }
-
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        // Nanoseconds, like wall time: reuse its formatting.
-        static WALL: WallTime = WallTime;
-        WALL.formatter()
-    }
-}
 
 const FIXTURE: &str = include_str!("../tests/fixtures/haproxy-2.6-socket-a.csv");
 

@@ -41,11 +41,12 @@
 //! nothing, where on a real 10–60 s interval they publish every value.
 //! Reading and parsing their files, the bulk of their cost, is the same.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
+use carat_collector::bench::{
+    allocations as allocs, live_bytes, process_cpu_seconds, CountingAllocator,
+};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use carat_system::process::{GroupConfig, Patterns};
 use carat_system::{
@@ -55,60 +56,8 @@ use carat_system::{
 use criterion::{criterion_group, criterion_main, Criterion};
 use tokio::runtime::Runtime;
 
-// ---------------------------------------------------------------------------
-// A counting allocator
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
-static FREED_BYTES: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counters on the side do not touch the memory.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        ALLOC_BYTES.fetch_add(layout.size() as u64, Relaxed);
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        ALLOC_BYTES.fetch_add(layout.size() as u64, Relaxed);
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // A growth is an allocation call like any other.
-        ALLOCS.fetch_add(1, Relaxed);
-        ALLOC_BYTES.fetch_add(new_size as u64, Relaxed);
-        FREED_BYTES.fetch_add(layout.size() as u64, Relaxed);
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        FREED_BYTES.fetch_add(layout.size() as u64, Relaxed);
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocation calls (alloc, alloc_zeroed, realloc) so far.
-fn allocs() -> u64 {
-    ALLOCS.load(Relaxed)
-}
-
-/// Bytes allocated and not freed.
-fn live_bytes() -> i64 {
-    ALLOC_BYTES.load(Relaxed) as i64 - FREED_BYTES.load(Relaxed) as i64
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// The largest growth of the net bytes between cycle 100 and the last that
 /// is taken as noise rather than a leak: buffers keep the size of the
@@ -262,23 +211,16 @@ impl Set {
 // ---------------------------------------------------------------------------
 // Allocations and CPU time per cycle
 
-/// CPU time (user + system, all threads) of this process so far, in
-/// seconds: `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`, nanosecond clock.
-fn cpu_seconds() -> f64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-}
-
 /// Allocation calls, CPU seconds and wall seconds of `runs` calls of `f`.
 fn measure(runs: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
-    let (a, cpu, wall) = (allocs(), cpu_seconds(), Instant::now());
+    let (a, cpu, wall) = (allocs(), process_cpu_seconds(), Instant::now());
     for _ in 0..runs {
         f();
     }
     let n = runs as f64;
     (
         (allocs() - a) as f64 / n,
-        (cpu_seconds() - cpu) / n,
+        (process_cpu_seconds() - cpu) / n,
         wall.elapsed().as_secs_f64() / n,
     )
 }
@@ -293,7 +235,7 @@ fn report(set: &mut Set, rt: &Runtime, batch: &mut Batch, cycles: usize) {
     let mut before = vec![0u64; cycles + 1];
     let mut live_after_100 = 0i64;
     let mut samples = 0;
-    let (cpu0, wall0) = (cpu_seconds(), Instant::now());
+    let (cpu0, wall0) = (process_cpu_seconds(), Instant::now());
     for (n, count) in before[..cycles].iter_mut().enumerate() {
         *count = allocs();
         samples = rt.block_on(set.cycle(batch));
@@ -303,7 +245,7 @@ fn report(set: &mut Set, rt: &Runtime, batch: &mut Batch, cycles: usize) {
     }
     before[cycles] = allocs();
     let live_end = live_bytes();
-    let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+    let (cpu, wall) = (process_cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
 
     let per_cycle = |from: usize, to: usize| {
         // Cycles are counted from 1: cycles from..=to.
