@@ -110,6 +110,8 @@ impl Registry {
         r.register::<carat_haproxy::Haproxy>();
         #[cfg(feature = "mongodb")]
         r.register::<carat_mongodb::Mongodb>();
+        #[cfg(feature = "rabbitmq")]
+        r.register::<carat_rabbitmq::Rabbitmq>();
         r
     }
 

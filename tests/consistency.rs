@@ -323,6 +323,8 @@ fn the_sample_shows_the_defaults() {
             "tls_ca_file",
         ],
     );
+    #[cfg(feature = "rabbitmq")]
+    defaults_of::<carat_rabbitmq::Rabbitmq>(&r, &["tls_ca_file", "replace_dot", "replace_slash"]);
 }
 
 #[test]

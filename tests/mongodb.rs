@@ -17,11 +17,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use carat_collector::testing::{Harness, Published};
-use carat_collector::{CollectorError, Environment};
+use carat_collector::Environment;
 use carat_mongodb::{Mongodb, MongodbConfig};
 use mongodb::bson::{doc, Document};
 use recorded::{add, fixture, fixtures_dir, MMAPV1_30, REPL_80, WT_60, WT_80};
 use support::agent::AgentProcess;
+use support::expect_error;
 use support::mongodb::WireServer;
 
 #[path = "../collectors/mongodb/tests/support/recorded.rs"]
@@ -45,17 +46,6 @@ fn host(server: &WireServer) -> MongodbConfig {
 fn get(p: &Published, name: &str) -> f64 {
     p.get(name)
         .unwrap_or_else(|| panic!("{name} was not published; got {:?}", p.metrics.keys()))
-}
-
-fn expect_error(result: Result<Published, CollectorError>, label: &str) -> String {
-    match result {
-        Ok(p) => panic!("expected a {label} error, got {} metrics", p.metrics.len()),
-        Err(e) => {
-            let message = e.to_string();
-            assert_eq!(e.label(), label, "{message}");
-            message
-        }
-    }
 }
 
 /// Connections from this process to `port` that hold a descriptor: every

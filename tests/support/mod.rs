@@ -108,3 +108,19 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The message of the error `result` must be, after checking its kind
+/// ([`carat_collector::CollectorError::label`]); panics on a success.
+pub fn expect_error(
+    result: Result<carat_collector::testing::Published, carat_collector::CollectorError>,
+    label: &str,
+) -> String {
+    match result {
+        Ok(p) => panic!("expected a {label} error, got {} metrics", p.metrics.len()),
+        Err(e) => {
+            let message = e.to_string();
+            assert_eq!(e.label(), label, "{message}");
+            message
+        }
+    }
+}

@@ -41,6 +41,15 @@ pub struct CountingAllocator;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
 static FREED_BYTES: AtomicU64 = AtomicU64::new(0);
+static PEAK_LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Records `live` as the peak if it is one.
+fn note_live() {
+    let live = ALLOCATED_BYTES
+        .load(Relaxed)
+        .saturating_sub(FREED_BYTES.load(Relaxed));
+    PEAK_LIVE_BYTES.fetch_max(live, Relaxed);
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the
 // counters on the side do not touch the memory.
@@ -48,6 +57,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Relaxed);
         ALLOCATED_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        note_live();
         // SAFETY: the caller's contract, passed on.
         unsafe { System.alloc(layout) }
     }
@@ -55,6 +65,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Relaxed);
         ALLOCATED_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        note_live();
         // SAFETY: the caller's contract, passed on.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -64,6 +75,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         ALLOCATIONS.fetch_add(1, Relaxed);
         ALLOCATED_BYTES.fetch_add(new_size as u64, Relaxed);
         FREED_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        note_live();
         // SAFETY: the caller's contract, passed on.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -85,6 +97,18 @@ pub fn allocations() -> u64 {
 /// global allocator.
 pub fn live_bytes() -> i64 {
     ALLOCATED_BYTES.load(Relaxed) as i64 - FREED_BYTES.load(Relaxed) as i64
+}
+
+/// The most bytes allocated and not freed at once since the last
+/// [`reset_peak`] (or the start), when [`CountingAllocator`] is the global
+/// allocator.
+pub fn peak_live_bytes() -> i64 {
+    PEAK_LIVE_BYTES.load(Relaxed) as i64
+}
+
+/// Starts a new peak for [`peak_live_bytes`] at what is allocated now.
+pub fn reset_peak() {
+    PEAK_LIVE_BYTES.store(live_bytes().max(0) as u64, Relaxed);
 }
 
 /// CPU time of the whole process (user and system, every thread), in
