@@ -21,6 +21,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use support::agent::AgentProcess;
 use support::rabbitmq::RabbitMq;
 use support::{blocking, expect_error};
 
@@ -346,4 +347,49 @@ async fn wrong_credentials_and_a_stopped_broker_are_errors_then_values_again() {
     // collector reconnects on its own.
     let again = amqp.collect().await.expect("AMQP mode reconnects");
     assert!(again.get("queues.carat-probe.messages").is_some());
+}
+
+#[test]
+fn the_agent_publishes_a_brokers_queues_under_diamonds_paths() {
+    let broker = RabbitMq::start_with_management();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _conn = runtime.block_on(async {
+        let (conn, ch) = channel(&broker).await;
+        ch.queue_declare(
+            "jobs.email".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        publish(&ch, "jobs.email", 3).await;
+        conn
+    });
+    let mut agent = AgentProcess::start(&format!(
+        r#"
+[agent]
+hostname = "mq1"
+interval = 0.5
+splay = 0
+self_metrics = false
+
+[collector.rabbitmq]
+url = "{}"
+password = "${{CARAT_TEST_RABBITMQ_PASSWORD:-guest}}"
+
+[output.stdout]
+"#,
+        broker.management_url()
+    ));
+    let wanted = "servers.mq1.rabbitmq.queues.jobs_email.messages 3 ";
+    let found = agent.wait_for(Duration::from_secs(30), |a| {
+        a.produced().iter().any(|l| l.starts_with(wanted))
+    });
+    agent.stop(Duration::from_secs(10));
+    let lines = agent.produced();
+    assert!(found, "no line {wanted:?}; stderr:\n{}", agent.stderr());
+    for name in ["health.fd_used", "cluster.nodes", "object_totals.queues"] {
+        let prefix = format!("servers.mq1.rabbitmq.{name} ");
+        assert!(lines.iter().any(|l| l.starts_with(&prefix)), "no {prefix}");
+    }
 }
