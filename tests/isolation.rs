@@ -55,9 +55,16 @@ async fn failing_collectors_do_not_delay_the_others() {
     running.stop(Duration::from_secs(15)).await;
 
     // The good collector ran on every tick: 4 s / 0.25 s = 16 ticks (the
-    // first at 0), and each point reached the receiver.
-    let good = sink.lines_for("servers.iso.sequence.value");
+    // first at 0), and each point reached the receiver. The agent's stop
+    // waits until the receiver's host has acknowledged every line, which is
+    // before the receiver's own thread has read the last of them: give it
+    // that moment.
     let emitted = collectors::control(key).count();
+    support::eventually(Duration::from_secs(5), || {
+        sink.lines_for("servers.iso.sequence.value").len() >= emitted
+    })
+    .await;
+    let good = sink.lines_for("servers.iso.sequence.value");
     assert!(
         emitted >= 14,
         "the healthy collector ran {emitted} times in 4 s at 0.25 s"
@@ -128,6 +135,11 @@ async fn a_collector_blocking_its_thread_does_not_stop_the_others() {
         emitted >= 10,
         "the healthy collector ran {emitted} times in 3 s"
     );
+    // (As above: the receiver's thread may still be reading the last lines.)
+    support::eventually(Duration::from_secs(5), || {
+        sink.lines_for("servers.iso.sequence.value").len() >= emitted
+    })
+    .await;
     assert_eq!(sink.lines_for("servers.iso.sequence.value").len(), emitted);
     let blocks = stats.collector("misbehave.blocks").unwrap();
     assert!(get(&blocks.runs) >= 8 && get(&blocks.errors) == 0);
