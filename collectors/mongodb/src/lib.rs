@@ -227,32 +227,32 @@ impl Collector for Mongodb {
             request_timeout: timeout,
             ..config
         };
-        let servers = match (&config.uri, config.hosts.as_slice()) {
-            (Some(_), [_, ..]) => {
-                return Err(CollectorError::option(
+        let servers =
+            match (&config.uri, config.hosts.as_slice()) {
+                (Some(_), [_, ..]) => return Err(CollectorError::option(
                     "hosts",
-                    "set either uri or hosts, not both",
-                ))
-            }
-            (Some(uri), []) => vec![Server::from_uri(uri, &config)?],
-            (None, []) => vec![Server::from_host(DEFAULT_HOST, true)?],
-            (None, hosts) => {
-                let alone = hosts.len() == 1;
-                let servers = hosts
-                    .iter()
-                    .map(|h| Server::from_host(h, alone))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if config.direct_connection == Some(false) {
-                    return Err(CollectorError::option(
-                        "direct_connection",
-                        "each entry of hosts is read on its own: direct_connection = false \
+                    "set either uri or hosts, not both (the options of [collector.mongodb] are \
+                     defaults for its named instances: one of them may come from there)",
+                )),
+                (Some(uri), []) => vec![Server::from_uri(uri, &config)?],
+                (None, []) => vec![Server::from_host(DEFAULT_HOST, true)?],
+                (None, hosts) => {
+                    let alone = hosts.len() == 1;
+                    let servers = hosts
+                        .iter()
+                        .map(|h| Server::from_host(h, alone))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if config.direct_connection == Some(false) {
+                        return Err(CollectorError::option(
+                            "direct_connection",
+                            "each entry of hosts is read on its own: direct_connection = false \
                          applies to a uri that lists a replica set's members",
-                    ));
+                        ));
+                    }
+                    check_prefixes_differ(&servers)?;
+                    servers
                 }
-                check_prefixes_differ(&servers)?;
-                servers
-            }
-        };
+            };
         Ok(Mongodb {
             servers,
             style: KeyStyle {

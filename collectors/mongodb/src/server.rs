@@ -328,17 +328,41 @@ impl Server {
             ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
                 CollectorError::timeout(target, message)
             }
-            // No server found in time: a timeout when the server never
-            // answered (no error recorded for it, or its own timeout), a
-            // connect error when it refused or failed.
-            ErrorKind::ServerSelection { .. }
-                if text.contains("timed out") || !text.contains("Error:") =>
-            {
-                CollectorError::timeout(target, message)
-            }
+            // No server found in time: the driver's message is its whole
+            // topology; the reason is the server's last error in it. A
+            // timeout when the server never answered (no error recorded, or
+            // its own timeout), a connect error when it refused or failed.
+            ErrorKind::ServerSelection { .. } => match selection_reason(&text) {
+                Some(reason) if !reason.contains("timed out") => CollectorError::connect(
+                    target,
+                    format!("{what}: no server available: {reason}"),
+                ),
+                _ => CollectorError::timeout(
+                    target,
+                    format!(
+                        "{what}: the server did not answer within request_timeout ({:?})",
+                        config.request_timeout
+                    ),
+                ),
+            },
             _ => CollectorError::connect(target, message),
         }
     }
+}
+
+/// The last error the driver recorded for a server, from its server
+/// selection message (`… Error: Kind: I/O error: Connection refused (os
+/// error 111), labels: {…} …`): `I/O error: Connection refused (os error
+/// 111)`. None when the server never answered.
+fn selection_reason(text: &str) -> Option<&str> {
+    const START: &str = "Error: Kind: ";
+    let from = text.find(START)? + START.len();
+    let rest = &text[from..];
+    let end = rest
+        .find(", labels:")
+        .or_else(|| rest.find(" }"))
+        .unwrap_or(rest.len());
+    Some(rest[..end].trim())
 }
 
 /// Whether a driver's message is about TLS: a certificate not trusted,
@@ -354,4 +378,23 @@ fn looks_like_tls(text: &str) -> bool {
     ]
     .iter()
     .any(|needle| lower.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selection_reason;
+
+    #[test]
+    fn the_reason_of_a_failed_server_selection() {
+        let refused = "Server selection timeout: No available servers. Topology: { Type: Single, \
+            Servers: [ { Address: 127.0.0.1:1, Type: Unknown, Error: Kind: I/O error: Connection \
+            refused (os error 111), labels: {\"RetryableError\"}, source: None } ] }";
+        assert_eq!(
+            selection_reason(refused),
+            Some("I/O error: Connection refused (os error 111)")
+        );
+        let silent = "Server selection timeout: No available servers. Topology: { Type: Single, \
+            Servers: [ { Address: 127.0.0.1:1, Type: Unknown } ] }";
+        assert_eq!(selection_reason(silent), None);
+    }
 }
