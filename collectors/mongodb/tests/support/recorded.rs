@@ -55,16 +55,7 @@ pub fn write(path: &Path, doc: Document) {
 
 /// Adds `delta` to the number at `path`, keeping its BSON type.
 pub fn add(doc: &mut Document, path: &[&str], delta: i64) {
-    let (last, parents) = path.split_last().expect("a path");
-    let mut current = doc;
-    for key in parents {
-        current = current
-            .get_document_mut(key)
-            .unwrap_or_else(|_| panic!("{path:?}: no document {key}"));
-    }
-    let value = current
-        .get_mut(last)
-        .unwrap_or_else(|| panic!("{path:?}: no {last}"));
+    let value = number_mut(doc, path);
     *value = match *value {
         Bson::Int32(v) => Bson::Int32(v + delta as i32),
         Bson::Int64(v) => Bson::Int64(v + delta),
@@ -75,23 +66,25 @@ pub fn add(doc: &mut Document, path: &[&str], delta: i64) {
 
 /// Sets the number at `path` to `to`, keeping its BSON type.
 pub fn set(doc: &mut Document, path: &[&str], to: i64) {
-    let now = number(doc, path);
-    add(doc, path, to - now);
+    let value = number_mut(doc, path);
+    *value = match *value {
+        Bson::Int32(_) => Bson::Int32(to as i32),
+        Bson::Int64(_) => Bson::Int64(to),
+        Bson::Double(_) => Bson::Double(to as f64),
+        ref other => panic!("{path:?} is {other:?}, not a number"),
+    };
 }
 
-/// The number at `path`, as an integer.
-pub fn number(doc: &Document, path: &[&str]) -> i64 {
+/// The value at `path`, which must be there.
+fn number_mut<'a>(doc: &'a mut Document, path: &[&str]) -> &'a mut Bson {
     let (last, parents) = path.split_last().expect("a path");
     let mut current = doc;
     for key in parents {
         current = current
-            .get_document(key)
+            .get_document_mut(key)
             .unwrap_or_else(|_| panic!("{path:?}: no document {key}"));
     }
-    match current.get(last) {
-        Some(Bson::Int32(v)) => i64::from(*v),
-        Some(Bson::Int64(v)) => *v,
-        Some(Bson::Double(v)) => *v as i64,
-        other => panic!("{path:?} is {other:?}, not a number"),
-    }
+    current
+        .get_mut(last)
+        .unwrap_or_else(|| panic!("{path:?}: no {last}"))
 }
