@@ -355,7 +355,7 @@ async fn a_server_older_than_4_4_is_refused_with_the_reason() {
 #[test]
 fn the_agent_publishes_recorded_documents_under_diamonds_paths() {
     let (_dir, replay) = replay_readings(WT_60, 4, &WITH_USER);
-    let mut agent = AgentProcess::start(&format!(
+    let config = format!(
         r#"
 [agent]
 hostname = "db1"
@@ -371,19 +371,9 @@ password = "{PASSWORD}"
 [output.stdout]
 "#,
         replay.address()
-    ));
-    let wanted = "servers.db1.mongo.percent.locks_wait.Global.r 4 ";
-    let found = agent.wait_for(Duration::from_secs(20), |a| {
-        a.produced().iter().any(|l| l.starts_with(wanted))
-    });
-    agent.stop(Duration::from_secs(10));
-    let lines = agent.produced();
-    assert!(
-        found,
-        "no line {wanted:?}; stderr:\n{}\nlines: {}",
-        agent.stderr(),
-        lines.len()
     );
+    let wanted = "servers.db1.mongo.percent.locks_wait.Global.r 4 ";
+    let lines = AgentProcess::lines_until(&config, wanted, Duration::from_secs(20));
     let line_of = |name: &str| {
         lines
             .iter()

@@ -365,7 +365,7 @@ fn the_agent_publishes_a_brokers_queues_under_diamonds_paths() {
         publish(&ch, "jobs.email", 3).await;
         conn
     });
-    let mut agent = AgentProcess::start(&format!(
+    let config = format!(
         r#"
 [agent]
 hostname = "mq1"
@@ -380,14 +380,9 @@ password = "${{CARAT_TEST_RABBITMQ_PASSWORD:-guest}}"
 [output.stdout]
 "#,
         broker.management_url()
-    ));
+    );
     let wanted = "servers.mq1.rabbitmq.queues.jobs_email.messages 3 ";
-    let found = agent.wait_for(Duration::from_secs(30), |a| {
-        a.produced().iter().any(|l| l.starts_with(wanted))
-    });
-    agent.stop(Duration::from_secs(10));
-    let lines = agent.produced();
-    assert!(found, "no line {wanted:?}; stderr:\n{}", agent.stderr());
+    let lines = AgentProcess::lines_until(&config, wanted, Duration::from_secs(30));
     for name in ["health.fd_used", "cluster.nodes", "object_totals.queues"] {
         let prefix = format!("servers.mq1.rabbitmq.{name} ");
         assert!(lines.iter().any(|l| l.starts_with(&prefix)), "no {prefix}");

@@ -81,6 +81,26 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
+    /// Runs the agent on `config` until its stdout output prints a line
+    /// starting with `wanted` (at most `limit`), stops it, and returns every
+    /// line it printed. Panics, with the agent's standard error, when that
+    /// line never came.
+    pub fn lines_until(config: &str, wanted: &str, limit: Duration) -> Vec<String> {
+        let mut agent = AgentProcess::start(config);
+        let found = agent.wait_for(limit, |a| {
+            a.produced().iter().any(|l| l.starts_with(wanted))
+        });
+        agent.stop(Duration::from_secs(10));
+        let lines = agent.produced();
+        assert!(
+            found,
+            "no line {wanted:?} within {limit:?} ({} lines); stderr:\n{}",
+            lines.len(),
+            agent.stderr()
+        );
+        lines
+    }
+
     /// Written in a configuration, replaced by `127.0.0.1:<free port>`.
     pub const HEALTH: &'static str = "@HEALTH@";
 
