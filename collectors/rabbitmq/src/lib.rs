@@ -165,18 +165,22 @@ pub const HEALTH_KEYS: [&str; 13] = [
 
 /// Where the collector reads the broker.
 enum Source {
-    Api(Api),
-    // Boxed: the AMQP URI and client are several times the API's size.
-    Amqp(Box<AmqpSource>),
+    Api(ApiSource),
+    Amqp(AmqpSource),
+}
+
+/// The management API, with what selects its queues and exchanges.
+struct ApiSource {
+    api: Api,
+    /// Empty: every vhost, without a `vhosts.` prefix.
+    vhosts: Patterns,
+    queues: Filter,
+    exchanges: Option<Filter>,
 }
 
 /// The `rabbitmq` collector. See the [crate documentation](crate).
 pub struct Rabbitmq {
     source: Source,
-    by_vhost: bool,
-    vhosts: Patterns,
-    queues: Filter,
-    exchanges: Option<Filter>,
     names: NameRules,
 }
 
@@ -223,11 +227,7 @@ impl Collector for Rabbitmq {
                 timeout,
             )?;
             return Ok(Rabbitmq {
-                source: Source::Amqp(Box::new(source)),
-                by_vhost: false,
-                vhosts: config.vhosts,
-                queues: Filter::default(),
-                exchanges: None,
+                source: Source::Amqp(source),
                 names,
             });
         }
@@ -267,69 +267,74 @@ impl Collector for Rabbitmq {
                 .map_err(|e| CollectorError::option("queues", e))?
         };
         Ok(Rabbitmq {
-            source: Source::Api(Api::new(url, client, config.page_size)),
-            by_vhost: !config.vhosts.is_empty(),
-            vhosts: config.vhosts,
-            queues: Filter::new(queues_include, config.queues_exclude),
-            exchanges: config
-                .exchanges
-                .then(|| Filter::new(config.exchanges_include, config.exchanges_exclude)),
+            source: Source::Api(ApiSource {
+                api: Api::new(url, client, config.page_size),
+                vhosts: config.vhosts,
+                queues: Filter::new(queues_include, config.queues_exclude),
+                exchanges: config
+                    .exchanges
+                    .then(|| Filter::new(config.exchanges_include, config.exchanges_exclude)),
+            }),
             names,
         })
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
-        let api = match &mut self.source {
-            Source::Api(api) => api,
+        match &mut self.source {
+            Source::Api(source) => source.collect(&self.names, batch).await,
             Source::Amqp(amqp) => {
                 let result = amqp.collect(&self.names, batch).await;
                 batch.stamp_now();
-                return result;
+                result
             }
-        };
-        let overview = api.object("overview").await?;
-        // The values are as of now, not as of when the run was scheduled.
-        batch.stamp_now();
-        publish_object(&overview, "", &[], batch);
-        let nodes = api.list("nodes").await?;
-        let node = overview.get("node").and_then(Value::as_str);
-        publish_health(&nodes, node, batch);
-        if self.by_vhost {
-            let mut vhosts = api::vhost_names(&api.list("vhosts").await?);
-            vhosts.retain(|v| self.vhosts.is_match(v));
-            for vhost in &vhosts {
-                let mut prefix = String::from("vhosts.");
-                self.names.push(&mut prefix, vhost);
-                let segment = api::path_segment(vhost);
-                self.publish_listings(&format!("/{segment}"), &prefix, batch)
-                    .await?;
-            }
-        } else {
-            self.publish_listings("", "", batch).await?;
         }
-        Ok(())
     }
 }
 
-impl Rabbitmq {
+impl ApiSource {
+    /// The overview, the node's health, and the queues and exchanges of
+    /// the vhosts selected.
+    async fn collect(
+        &mut self,
+        names: &NameRules,
+        batch: &mut Batch,
+    ) -> Result<(), CollectorError> {
+        let overview = self.api.object("overview").await?;
+        // The values are as of now, not as of when the run was scheduled.
+        batch.stamp_now();
+        publish_object(&overview, "", &[], batch);
+        let nodes = self.api.list("nodes").await?;
+        let node = overview.get("node").and_then(Value::as_str);
+        publish_health(&nodes, node, batch);
+        if self.vhosts.is_empty() {
+            return self.publish_listings("", "", names, batch).await;
+        }
+        let mut vhosts = api::vhost_names(&self.api.list("vhosts").await?);
+        vhosts.retain(|v| self.vhosts.is_match(v));
+        for vhost in &vhosts {
+            let mut prefix = String::from("vhosts.");
+            names.push(&mut prefix, vhost);
+            let scope = format!("/{}", api::path_segment(vhost));
+            self.publish_listings(&scope, &prefix, names, batch).await?;
+        }
+        Ok(())
+    }
+
     /// The queues (and exchanges) of `/api/queues<scope>` under
     /// `<prefix>.queues.` (`<prefix>.exchanges.`).
     async fn publish_listings(
         &mut self,
         scope: &str,
         prefix: &str,
+        names: &NameRules,
         batch: &mut Batch,
     ) -> Result<(), CollectorError> {
-        let Rabbitmq {
-            source: Source::Api(api),
+        let ApiSource {
+            api,
             queues,
             exchanges,
-            names,
             ..
-        } = self
-        else {
-            return Ok(());
-        };
+        } = self;
         let mut name = String::new();
         api.each_page(&format!("queues{scope}"), api::QUEUE_COLUMNS, |items| {
             publish_items(items, prefix, "queues", queues, names, &mut name, batch)
