@@ -121,6 +121,25 @@ impl Walk {
         }
     }
 
+    /// As [`Walk::publish`], for the top-level `keys` of `doc` only (those
+    /// it has).
+    pub fn publish_only(
+        &mut self,
+        doc: &Document,
+        keys: &[&str],
+        prefix: &str,
+        style: KeyStyle,
+        batch: &mut Batch,
+    ) {
+        self.path.clear();
+        self.path.push_str(prefix);
+        for key in keys {
+            if let Some(value) = doc.get(key) {
+                self.leaf(key, value, style, batch, 0);
+            }
+        }
+    }
+
     fn leaf(&mut self, key: &str, value: &Bson, style: KeyStyle, batch: &mut Batch, depth: usize) {
         let len = self.path.len();
         style.push_key(&mut self.path, key);

@@ -387,13 +387,7 @@ pub fn publish_status(
     batch: &mut Batch,
 ) {
     if config.simple {
-        let mut simple = Document::new();
-        for section in SIMPLE_SECTIONS {
-            if let Some(value) = status.get(section) {
-                simple.insert(section, value.clone());
-            }
-        }
-        walk.publish(&simple, prefix, style, batch);
+        walk.publish_only(status, &SIMPLE_SECTIONS, prefix, style, batch);
     } else {
         walk.publish(status, prefix, style, batch);
     }
