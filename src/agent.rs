@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use carat_collector::{Batch, Environment};
+use carat_collector::{Batch, CollectorError, Environment};
 use tokio::sync::watch;
 
 use crate::config::{CollectorInstance, Config};
@@ -259,6 +259,9 @@ impl Agent {
                 };
                 *slot = c;
                 if let Some(b) = b {
+                    for f in b.failed_parts() {
+                        errors.add_part(&instance.name, &f.part, &f.error);
+                    }
                     let (metrics, _) = publisher.publish(&b);
                     if round == 1 {
                         batches.push(metrics);
@@ -280,18 +283,28 @@ impl Agent {
     }
 }
 
-/// The errors of [`Agent::collect_twice`]: the first of each instance.
+/// The errors of [`Agent::collect_twice`]: the first of each instance, and
+/// the first of each failed part of an instance's runs.
 #[derive(Default)]
 struct InstanceErrors {
     lines: Vec<String>,
-    failed: std::collections::HashSet<String>,
+    /// Instances, and (instance, part) pairs, already reported.
+    failed: std::collections::HashSet<(String, String)>,
 }
 
 impl InstanceErrors {
     /// Records `error` of `instance` unless one of it is recorded already.
     fn add(&mut self, instance: &str, error: String) {
-        if self.failed.insert(instance.to_owned()) {
+        if self.failed.insert((instance.to_owned(), String::new())) {
             self.lines.push(format!("{instance}: {error}"));
+        }
+    }
+
+    /// Records the failure of part `part` of a run of `instance` unless
+    /// that part's failure is recorded already.
+    fn add_part(&mut self, instance: &str, part: &str, error: &CollectorError) {
+        if self.failed.insert((instance.to_owned(), part.to_owned())) {
+            self.lines.push(format!("{instance}: {part}: {error}"));
         }
     }
 }

@@ -6,13 +6,18 @@
 //! from its configuration before the next run, after a backoff. Errors keep
 //! the collector and also back off. The first failure of a burst is logged;
 //! the rest are counted, and recovery is logged once.
+//!
+//! A run may also report parts of itself that failed while the rest went
+//! through (`Batch::fail_part`: one query of several): those are counted
+//! and logged the same way, per part, without backing off the instance.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use carat_collector::{Batch, CollectorError, DynCollector, Environment};
+use carat_collector::{Batch, CollectorError, DynCollector, Environment, PartFailure};
 use tokio::sync::watch;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
@@ -162,6 +167,7 @@ pub async fn run(mut instance: Instance, mut stop: watch::Receiver<bool>) {
         let failure = match outcome {
             RunOutcome::Done(c, b) => {
                 publish(&mut instance, &b);
+                health.parts(&stats, b.failed_parts(), true);
                 collector = Some(c);
                 spare_batch = Some(b);
                 None
@@ -169,6 +175,9 @@ pub async fn run(mut instance: Instance, mut stop: watch::Receiver<bool>) {
             RunOutcome::Failed(c, b, e) => {
                 // What was read before the error is valid: publish it.
                 publish(&mut instance, &b);
+                // Parts that did not fail this time may not have run at
+                // all: no recovery is read into their absence.
+                health.parts(&stats, b.failed_parts(), false);
                 collector = Some(c);
                 spare_batch = Some(b);
                 stats.record_error(&e);
@@ -227,10 +236,13 @@ pub fn self_metrics_component(instance: &str) -> String {
     carat_collector::name::component(instance)
 }
 
-/// Logs failures once per burst and recovery once.
+/// Logs failures once per burst and recovery once: of whole runs, and of
+/// the parts of runs a collector reports with `Batch::fail_part`.
 struct Health {
     name: String,
     failures: u64,
+    /// Parts failing now, and how many runs in a row each failed.
+    failing_parts: BTreeMap<String, u64>,
 }
 
 impl Health {
@@ -238,6 +250,48 @@ impl Health {
         Health {
             name: name.to_owned(),
             failures: 0,
+            failing_parts: BTreeMap::new(),
+        }
+    }
+
+    /// Counts the parts of a run that failed, logs those that start
+    /// failing and, when the run went through (`complete`), those that
+    /// recovered. The instance is unhealthy while a part fails.
+    fn parts(&mut self, stats: &CollectorStats, failed: &[PartFailure], complete: bool) {
+        for f in failed {
+            stats.record_error(&f.error);
+        }
+        if complete {
+            self.failing_parts.retain(|part, failures| {
+                if failed.iter().any(|f| f.part == *part) {
+                    return true;
+                }
+                tracing::info!(
+                    collector = %self.name,
+                    "collector {}: {part} recovered after {failures} failed runs",
+                    self.name
+                );
+                false
+            });
+        }
+        for f in failed {
+            let failures = self.failing_parts.entry(f.part.clone()).or_insert(0);
+            *failures += 1;
+            if *failures == 1 {
+                tracing::warn!(
+                    collector = %self.name,
+                    "collector {}: {} failed: {}; the rest of the run is published, further failures are counted in carat.collector.{}.*",
+                    self.name,
+                    f.part,
+                    f.error,
+                    self_metrics_component(&self.name)
+                );
+            } else {
+                tracing::debug!(collector = %self.name, "{} failed again: {}", f.part, f.error);
+            }
+        }
+        if !self.failing_parts.is_empty() {
+            stats.failing.store(true, Ordering::Relaxed);
         }
     }
 
@@ -266,6 +320,8 @@ impl Health {
             );
         }
         self.failures = 0;
-        stats.failing.store(false, Ordering::Relaxed);
+        stats
+            .failing
+            .store(!self.failing_parts.is_empty(), Ordering::Relaxed);
     }
 }

@@ -13,8 +13,9 @@ use carat_collector::CollectorError;
 pub struct CollectorStats {
     /// Runs started.
     pub runs: AtomicU64,
-    /// Runs that returned an error (or whose collector could not be built).
-    /// Add with [`CollectorStats::record_error`].
+    /// Runs that returned an error (or whose collector could not be built),
+    /// and parts of runs that failed while the rest went through (one query
+    /// of several). Add with [`CollectorStats::record_error`].
     pub errors: AtomicU64,
     /// Of `errors`, how many of each kind, in the order of
     /// [`carat_collector::error::LABELS`].

@@ -145,6 +145,41 @@ async fn a_collector_blocking_its_thread_does_not_stop_the_others() {
     assert!(get(&blocks.runs) >= 8 && get(&blocks.errors) == 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_part_is_counted_without_backing_off_the_rest() {
+    let sink = LineSink::start();
+    let key = "isolation-part";
+    let extra = "[collector.misbehave.half]\nmode = \"fail_part\"\n";
+    let running = Running::start(config(&agent_config(sink.port(), key, extra)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = running.stats.clone();
+    running.stop(Duration::from_secs(15)).await;
+    let half = stats.collector("misbehave.half").unwrap();
+    let runs = get(&half.runs);
+    // Not backed off: it ran on (nearly) every one of the 12 ticks, unlike
+    // a collector whose whole run fails (at most 8 in 16 ticks above).
+    assert!(runs >= 10, "ran {runs} times in 12 ticks");
+    assert_eq!(get(&half.errors), runs, "each failed part is counted");
+    let parse = half
+        .errors_by_kind()
+        .find(|(label, _)| *label == "parse")
+        .map(|(_, n)| n);
+    assert_eq!(parse, Some(runs), "under its kind");
+    assert!(
+        half.failing.load(Ordering::Relaxed),
+        "unhealthy while a part fails"
+    );
+    support::eventually(Duration::from_secs(5), || {
+        sink.lines_for("servers.iso.misbehave.half.whole").len() as u64 >= runs
+    })
+    .await;
+    assert_eq!(
+        sink.lines_for("servers.iso.misbehave.half.whole").len() as u64,
+        runs,
+        "the rest of every run is published"
+    );
+}
+
 /// `GET path` on 127.0.0.1:`port`, returning the status code and body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_endpoint_names_what_is_failing() {

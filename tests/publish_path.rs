@@ -157,6 +157,7 @@ fn agent_publish(publisher: &mut Publisher, batch: &Batch, prefix: &str) -> Publ
         timestamp: metrics.timestamp(),
         report,
         metrics: BTreeMap::new(),
+        failed_parts: Vec::new(),
     };
     for m in metrics.iter() {
         let name = m

@@ -170,6 +170,10 @@ pub enum Mode {
     Error,
     /// Blocks its thread (not just the task) for `block_ms`, then succeeds.
     Block,
+    /// Publishes `whole` and reports its part `half` as failed
+    /// (`Batch::fail_part`), as one failing query of several does.
+    #[serde(rename = "fail_part")]
+    FailPart,
 }
 
 /// Options of `misbehave`.
@@ -212,6 +216,14 @@ impl Collector for Misbehave {
             Mode::Block => {
                 std::thread::sleep(std::time::Duration::from_millis(self.config.block_ms));
                 batch.gauge("blocked", 1.0);
+                Ok(())
+            }
+            Mode::FailPart => {
+                batch.gauge("whole", 1.0);
+                batch.fail_part(
+                    "part half",
+                    CollectorError::parse("misbehave part half", "deliberate failure"),
+                );
                 Ok(())
             }
         }

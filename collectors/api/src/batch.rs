@@ -87,6 +87,19 @@ pub struct Batch {
     unix_seconds: i64,
     max_samples: usize,
     refused: usize,
+    failed_parts: Vec<PartFailure>,
+}
+
+/// A part of a run that failed while the rest of the run succeeded: one
+/// query of several, one server of several. See [`Batch::fail_part`].
+#[derive(Debug)]
+pub struct PartFailure {
+    /// Which part: a short, stable name that is the same at every run
+    /// (`query jobs_by_status`), so that the agent can tell a part that
+    /// keeps failing from one that failed again after recovering.
+    pub part: String,
+    /// Why it failed.
+    pub error: CollectorError,
 }
 
 impl Default for Batch {
@@ -111,6 +124,7 @@ impl Batch {
             unix_seconds: 0,
             max_samples: Self::DEFAULT_MAX_SAMPLES,
             refused: 0,
+            failed_parts: Vec::new(),
         };
         b.stamp_now();
         b
@@ -122,7 +136,42 @@ impl Batch {
         self.names.clear();
         self.entries.clear();
         self.refused = 0;
+        self.failed_parts.clear();
         self.stamp_now();
+    }
+
+    /// Records that one part of this run failed while the others go on:
+    /// a query of several on the same database, a server of several.
+    ///
+    /// The run itself still succeeds: the agent publishes the batch, counts
+    /// `error` in the instance's self-metrics (`errors` and
+    /// `errors_by_kind`), logs the part's failure once per burst (and its
+    /// recovery), and marks the instance unhealthy while a part fails. The
+    /// instance is not backed off, so one broken part never delays the
+    /// others. Return an error from the run instead when nothing could be
+    /// read (the server is down): then the whole instance backs off.
+    ///
+    /// ```
+    /// use carat_collector::{Batch, CollectorError};
+    ///
+    /// let mut batch = Batch::new();
+    /// batch.gauge("jobs.pending", 3.0);
+    /// batch.fail_part("query stuck", CollectorError::parse("query stuck", "column 1 is text"));
+    /// assert_eq!(batch.failed_parts()[0].part, "query stuck");
+    /// batch.clear();
+    /// assert!(batch.failed_parts().is_empty());
+    /// ```
+    pub fn fail_part(&mut self, part: impl Into<String>, error: CollectorError) {
+        self.failed_parts.push(PartFailure {
+            part: part.into(),
+            error,
+        });
+    }
+
+    /// The parts of this run that failed ([`Batch::fail_part`]), in the
+    /// order they were recorded.
+    pub fn failed_parts(&self) -> &[PartFailure] {
+        &self.failed_parts
     }
 
     /// Sets the most samples the batch holds (the agent sets the instance's

@@ -45,7 +45,7 @@ pub mod redact;
 pub mod sample;
 pub mod testing;
 
-pub use batch::{Batch, MetricKind, Sample, SampleValue};
+pub use batch::{Batch, MetricKind, PartFailure, Sample, SampleValue};
 pub use collector::{CollectFuture, Collector, DynCollector, Environment};
 pub use error::CollectorError;
 pub use rate::{CounterWidth, RateTracker};

@@ -53,6 +53,20 @@ pub struct Published {
     /// What was left out: NaN or infinite values, and names the filter
     /// excluded.
     pub report: PublishReport,
+    /// The parts of the run that failed ([`Batch::fail_part`]) while the
+    /// rest was published.
+    pub failed_parts: Vec<FailedPart>,
+}
+
+/// A part of a run that failed ([`crate::PartFailure`]), as a test sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailedPart {
+    /// The part's name.
+    pub part: String,
+    /// The error's kind ([`CollectorError::label`]).
+    pub label: &'static str,
+    /// The error's message, as the agent logs it.
+    pub message: String,
 }
 
 impl Published {
@@ -64,6 +78,11 @@ impl Published {
     /// The names that were published.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.metrics.keys().map(String::as_str)
+    }
+
+    /// The failure of part `part`, if it failed.
+    pub fn failed_part(&self, part: &str) -> Option<&FailedPart> {
+        self.failed_parts.iter().find(|f| f.part == part)
     }
 
     /// Graphite-style lines `name value`, sorted, for comparing with a file.
@@ -151,6 +170,15 @@ pub fn publish(publisher: &mut Publisher, batch: &Batch) -> Published {
     let mut published = Published {
         samples: batch.len(),
         timestamp: batch.unix_seconds(),
+        failed_parts: batch
+            .failed_parts()
+            .iter()
+            .map(|f| FailedPart {
+                part: f.part.clone(),
+                label: f.error.label(),
+                message: f.error.to_string(),
+            })
+            .collect(),
         ..Published::default()
     };
     published.report = publisher.publish(batch, |m| {
