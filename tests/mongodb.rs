@@ -174,6 +174,31 @@ async fn a_port_where_nothing_listens_is_a_connect_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_down_of_two_is_a_failed_part_and_the_other_publishes() {
+    let nx = support::blocking(WireServer::nx);
+    let port = support::server::free_ports(1, 0)[0];
+    let mut h = harness(MongodbConfig {
+        hosts: vec![
+            format!("up@{}", nx.address()),
+            format!("down@127.0.0.1:{port}"),
+        ],
+        request_timeout: Duration::from_secs(1),
+        ..MongodbConfig::default()
+    });
+    let published = h
+        .collect()
+        .await
+        .expect("one server answered: the run succeeds");
+    assert!(get(&published, "up.connections.current") >= 1.0);
+    assert!(!published.names().any(|n| n.starts_with("down.")));
+    let down = published
+        .failed_part(&format!("server 127.0.0.1:{port}"))
+        .unwrap_or_else(|| panic!("{:?}", published.failed_parts));
+    assert_eq!(down.label, "connect", "{down:?}");
+    assert!(down.message.contains("refused"), "{down:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_ends_the_run_at_its_timeout() {
     let silent =
         support::blocking(|| WireServer::replay(&fixtures_dir(), &["--silent-after-accept"]));

@@ -46,9 +46,12 @@ impl WireServer {
     /// `nx-27017` with an in-memory database. Run as the module its
     /// `nx-27017` command runs, with `python3`: a command pip installs is not
     /// always on `PATH` (pyenv's shims need a rehash), the module always is.
+    /// Its PID file is in the server's own directory: at the default (one
+    /// per machine) a second server refuses to start ("already running")
+    /// while another test's runs.
     pub fn nx() -> WireServer {
         require_python_module(NX_MODULE);
-        Self::start("nx-27017", "python3".into(), |port| {
+        Self::start("nx-27017", "python3".into(), |port, dir| {
             [
                 "-m",
                 NX_MODULE,
@@ -58,6 +61,8 @@ impl WireServer {
                 "127.0.0.1",
                 "-p",
                 &port.to_string(),
+                "--pid-file",
+                &dir.join("nx-27017.pid").display().to_string(),
             ]
             .map(str::to_owned)
             .to_vec()
@@ -72,7 +77,7 @@ impl WireServer {
         require_python_module("bson.json_util");
         let fixtures = fixtures.display().to_string();
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        Self::start("replay", "python3".into(), move |port| {
+        Self::start("replay", "python3".into(), move |port, _dir| {
             let mut all = vec![
                 script.display().to_string(),
                 "--fixtures".into(),
@@ -85,15 +90,18 @@ impl WireServer {
         })
     }
 
-    fn start(name: &str, program: String, args: impl Fn(u16) -> Vec<String>) -> WireServer {
+    /// Starts `program` with the `args` made for its port and its own
+    /// directory.
+    fn start(name: &str, program: String, args: impl Fn(u16, &Path) -> Vec<String>) -> WireServer {
         server::require_binary(SETPRIV, "util-linux's setpriv");
         server::start_with_retries(name, || {
             let port = server::free_ports(1, 0)[0];
+            let dir = server::temp_dir(name);
             let mut s = WireServer {
                 program: program.clone(),
-                args: args(port),
+                args: args(port, dir.path()),
                 port,
-                dir: server::temp_dir(name),
+                dir,
                 child: None,
             };
             s.spawn_and_wait().map(|()| s)

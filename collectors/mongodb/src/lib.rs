@@ -265,10 +265,10 @@ impl Collector for Mongodb {
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
-        let mut failures: Vec<CollectorError> = Vec::new();
+        let mut failures: Vec<(usize, CollectorError)> = Vec::new();
         for i in 0..self.servers.len() {
             if let Err(e) = self.collect_server(i, batch).await {
-                failures.push(e);
+                failures.push((i, e));
             }
         }
         if self.walk.too_deep > 0 && !self.warned_too_deep {
@@ -279,21 +279,21 @@ impl Collector for Mongodb {
                 leaves::MAX_DEPTH
             );
         }
-        // What the other servers gave is in the batch, and the agent
-        // publishes it; the run fails with the first error, and says how
-        // many servers failed.
-        let count = failures.len();
-        match failures.into_iter().next() {
-            None => Ok(()),
-            Some(first) if count == 1 => Err(first),
-            Some(first) => Err(CollectorError::Other(
-                format!(
-                    "{count} of {} servers failed; the first: {first}",
-                    self.servers.len()
-                )
-                .into(),
-            )),
+        // When every server failed, so does the run (with the first error,
+        // and the agent backs off). Otherwise what the others gave is
+        // published, and each server that failed is a failed part of the
+        // run: counted and logged once per burst, without delaying the
+        // servers that answer.
+        if failures.len() == self.servers.len() {
+            return match failures.into_iter().next() {
+                Some((_, first)) => Err(first),
+                None => Ok(()),
+            };
         }
+        for (i, e) in failures {
+            batch.fail_part(format!("server {}", self.servers[i].display), e);
+        }
+        Ok(())
     }
 }
 
