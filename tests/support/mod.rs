@@ -10,12 +10,15 @@ pub mod bin;
 pub mod carbon;
 pub mod collectors;
 pub mod haproxy;
+pub mod mariadb;
 pub mod mongodb;
+pub mod postgres;
 pub mod rabbitmq;
 pub mod receiver;
 pub mod server;
 pub mod sink;
 pub mod statsd;
+pub mod supervised;
 
 use std::future::Future;
 use std::path::Path;

@@ -30,18 +30,16 @@
 //!   runs under a small watchdog shell that holds a pipe from the test
 //!   process: if the test process dies without running `Drop` (SIGKILL, a
 //!   CI timeout), the pipe closes, the watchdog sends SIGTERM and, 15 s
-//!   later, SIGKILL to the whole group.
+//!   later, SIGKILL to the whole group (see [`super::supervised`]).
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use super::server::{self, tail, NotReady};
+use super::server::{self, tail, NotReady, StartFailed};
+use super::supervised::{watchdog_command, ServerSpec, Supervised, SupervisedServer};
 
 /// The broker's start script (the one under `/usr/sbin` switches to the
 /// `rabbitmq` user when run as root; this one runs as the caller).
@@ -51,6 +49,8 @@ pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 /// Erlang's port mapper (package `erlang-base`, a dependency).
 pub const EPMD: &str = "/usr/bin/epmd";
 
+/// Names the fixture in messages.
+const FIXTURE: &str = "rabbitmq";
 const INSTALL_HINT: &str =
     "install it with `apt-get install rabbitmq-server` (or run .ci/install-test-deps)";
 
@@ -59,108 +59,30 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `rabbitmqctl stop` and then SIGTERM each get before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
-/// Runs `"$@"` in the background and waits for it. When standard input (a
-/// pipe the test process holds) reaches end-of-file, because the test
-/// process exited or died, it sends SIGTERM to the command and, 15 s later,
-/// SIGKILL to its whole process group (the script is the group leader).
-const WATCHDOG: &str = r#"
-exec 3<&0 0</dev/null
-"$@" 3<&- &
-child=$!
-{
-    cat <&3 >/dev/null 2>&1
-    kill -TERM "$child" 2>/dev/null
-    sleep 15
-    kill -KILL 0 2>/dev/null
-} &
-watchdog=$!
-exec 3<&-
-wait "$child"
-status=$?
-kill -KILL "$watchdog" 2>/dev/null
-exit "$status"
-"#;
-
 /// Numbers the node names of this process.
 static NODE_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A process started under [`WATCHDOG`] as the leader of its own process
-/// group.
-struct Supervised {
-    child: Child,
-    pgid: u32,
-}
-
-impl Supervised {
-    fn spawn(mut command: Command, what: &str) -> Supervised {
-        command.stdin(Stdio::piped()).process_group(0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e} ({INSTALL_HINT})"));
-        let pgid = child.id();
-        Supervised { child, pgid }
-    }
-
-    fn exited(&mut self) -> Result<Option<ExitStatus>, String> {
-        self.child.try_wait().map_err(|e| e.to_string())
-    }
-
-    /// Waits up to `limit` for the group leader to exit.
-    fn wait_for_exit(&mut self, limit: Duration) -> Result<Option<ExitStatus>, String> {
-        server::wait_for_exit(&mut self.child, limit)
-    }
-
-    /// SIGTERM to the group, up to `grace` for the leader to exit, then
-    /// SIGKILL to whatever is left of the group; reaps the leader.
-    fn terminate(mut self, grace: Duration) -> Result<(), String> {
-        if self.exited()?.is_none() {
-            signal_group(self.pgid, "TERM");
-            if self.wait_for_exit(grace)?.is_none() {
-                eprintln!(
-                    "rabbitmq fixture: process group {} ignored SIGTERM for {grace:?}, killing it",
-                    self.pgid
-                );
-            }
-        }
-        self.kill_group()
-    }
-
-    /// SIGKILL to the group (whatever a process that exited left behind),
-    /// reaps the leader, and waits until the group is empty.
-    fn kill_group(mut self) -> Result<(), String> {
-        signal_group(self.pgid, "KILL");
-        // Closing the pipe lets the watchdog's `cat` end if it survived.
-        drop(self.child.stdin.take());
-        self.child.wait().map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while group_alive(self.pgid) {
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "process group {} is still alive after SIGKILL",
-                    self.pgid
-                ));
-            }
-            signal_group(self.pgid, "KILL");
-            sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-}
-
-/// `kill -<signal> -- -<pgid>`: the whole group, so the broker's Erlang VM
-/// and helpers go too, not only the watchdog shell that leads it.
-fn signal_group(pgid: u32, signal: &str) -> bool {
-    server::send_signal(signal, -i64::from(pgid))
-}
-
-fn group_alive(pgid: u32) -> bool {
-    signal_group(pgid, "0")
-}
+/// The broker, stopped with `rabbitmqctl stop` ([`RabbitMq::stop`]) rather
+/// than a signal.
+static BROKER: ServerSpec = ServerSpec {
+    fixture: FIXTURE,
+    name: "rabbitmq-server",
+    program: RABBITMQ_SERVER,
+    binaries: &[RABBITMQ_SERVER, RABBITMQCTL, EPMD],
+    install_hint: INSTALL_HINT,
+    // epmd writes to it too.
+    log_name: "rabbitmq.log",
+    start_timeout: START_TIMEOUT,
+    shutdown_signal: None,
+    stop_grace: STOP_GRACE,
+};
 
 /// A running RabbitMQ for one test. Dropping it stops the broker and its
 /// epmd and removes its directory.
 pub struct RabbitMq {
-    dir: tempfile::TempDir,
+    /// The broker, in the fixture's directory; its PID is the watchdog
+    /// shell's.
+    broker: SupervisedServer,
     node: String,
     amqp_port: u16,
     dist_port: u16,
@@ -169,9 +91,6 @@ pub struct RabbitMq {
     /// The management plugin's HTTP port, when it is enabled.
     management_port: Option<u16>,
     epmd: Option<Supervised>,
-    broker: Option<Supervised>,
-    broker_pid: u32,
-    last_start: Duration,
 }
 
 impl RabbitMq {
@@ -195,8 +114,8 @@ impl RabbitMq {
     }
 
     fn start_with(management: bool) -> RabbitMq {
-        require_installed();
-        server::start_with_retries("rabbitmq", || {
+        BROKER.require_installed();
+        server::start_with_retries(FIXTURE, || {
             // AMQP, distribution, epmd, rabbitmqctl's distribution, HTTP.
             let [amqp_port, dist_port, epmd_port, ctl_port, http_port] =
                 server::free_ports(5, 0)[..]
@@ -209,7 +128,7 @@ impl RabbitMq {
                 NODE_COUNTER.fetch_add(1, Ordering::Relaxed)
             );
             let mut broker = RabbitMq {
-                dir: server::temp_dir("rabbitmq"),
+                broker: SupervisedServer::new(&BROKER, server::temp_dir(FIXTURE)),
                 node,
                 amqp_port,
                 dist_port,
@@ -217,18 +136,10 @@ impl RabbitMq {
                 ctl_port,
                 management_port: management.then_some(http_port),
                 epmd: None,
-                broker: None,
-                broker_pid: 0,
-                last_start: Duration::ZERO,
             };
             broker.write_config();
-            match broker.start_epmd().and_then(|()| broker.spawn_and_wait()) {
-                Ok(()) => Ok(broker),
-                Err(e) => Err(server::StartFailed {
-                    port_taken: matches!(e, StartError::AddrInUse(_)),
-                    message: e.to_string(),
-                }),
-            }
+            broker.start_epmd()?;
+            broker.spawn_and_wait().map(|()| broker)
         })
     }
 
@@ -265,36 +176,30 @@ impl RabbitMq {
 
     /// How long the most recent start took, until a client could connect.
     pub fn last_start(&self) -> Duration {
-        self.last_start
+        self.broker.last_start()
     }
 
     /// PID of the most recently started `rabbitmq-server` script (the
     /// watchdog shell; the broker's processes are in its process group).
     pub fn pid(&self) -> u32 {
-        self.broker_pid
+        self.broker.pid()
     }
 
     /// Whether the broker is running (started and not stopped or exited).
     pub fn is_running(&mut self) -> bool {
-        match self.broker.as_mut().map(Supervised::exited) {
-            Some(Ok(None)) => true,
-            Some(Ok(Some(_))) | None => false,
-            Some(Err(e)) => panic!(
-                "cannot query rabbitmq-server (pid {}): {e}",
-                self.broker_pid
-            ),
-        }
+        self.broker.is_running()
     }
 
-    /// Everything the broker wrote to stdout and stderr (all starts so far).
+    /// Everything the broker and its epmd wrote to stdout and stderr (all
+    /// starts so far).
     pub fn log(&self) -> String {
-        server::read_log(&self.log_file())
+        self.broker.log()
     }
 
     /// Runs `rabbitmqctl <args>` against this broker; its output, or an error
     /// with its output.
     pub fn ctl(&self, args: &[&str], limit: Duration) -> Result<String, String> {
-        let out = self.dir.path().join("rabbitmqctl.out");
+        let out = self.broker.dir().join("rabbitmqctl.out");
         let file =
             fs::File::create(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
         let file_err = file.try_clone().map_err(|e| e.to_string())?;
@@ -306,7 +211,7 @@ impl RabbitMq {
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(file_err));
         self.env(&mut command);
-        let mut ctl = Supervised::spawn(command, RABBITMQCTL);
+        let mut ctl = Supervised::spawn(command, FIXTURE, RABBITMQCTL, INSTALL_HINT);
         let status = ctl.wait_for_exit(limit)?;
         let output = fs::read_to_string(&out).unwrap_or_default();
         let result = match status {
@@ -329,7 +234,7 @@ impl RabbitMq {
     /// Does nothing when it is not running. The fixture's epmd keeps running.
     pub fn stop(&mut self) {
         if let Err(e) = self.stop_broker() {
-            panic!("cannot stop rabbitmq-server (pid {}): {e}", self.broker_pid);
+            panic!("{e}");
         }
     }
 
@@ -338,32 +243,27 @@ impl RabbitMq {
     pub fn restart(&mut self) {
         self.stop();
         if let Err(e) = self.spawn_and_wait() {
-            panic!("rabbitmq-server did not come back after a restart: {e}");
+            panic!(
+                "rabbitmq-server did not come back after a restart: {}",
+                e.message
+            );
         }
     }
 
     fn stop_broker(&mut self) -> Result<(), String> {
-        let Some(mut broker) = self.broker.take() else {
-            return Ok(());
-        };
-        if broker.exited()?.is_none() {
-            // The graceful way; SIGTERM (below) is the fallback.
+        if self.broker.running()? {
+            // The graceful way; SIGTERM to the group is the fallback.
             if let Err(e) = self.ctl(&["stop"], STOP_GRACE) {
-                eprintln!("rabbitmq fixture: {e}");
+                eprintln!("{FIXTURE} fixture: {e}");
             }
-            broker.wait_for_exit(STOP_GRACE)?;
         }
-        broker.terminate(STOP_GRACE)
-    }
-
-    fn log_file(&self) -> PathBuf {
-        self.dir.path().join("rabbitmq.log")
+        self.broker.try_stop()
     }
 
     /// The environment of the broker and of rabbitmqctl: everything in the
     /// temporary directory, nothing from the system's configuration.
     fn env(&self, command: &mut Command) {
-        let dir = self.dir.path();
+        let dir = self.broker.dir();
         for (key, _) in std::env::vars_os() {
             let key_str = key.to_string_lossy();
             if key_str.starts_with("RABBITMQ_") || key_str.starts_with("ERL_") {
@@ -393,7 +293,7 @@ impl RabbitMq {
     }
 
     fn write_config(&self) {
-        let dir = self.dir.path();
+        let dir = self.broker.dir();
         for sub in ["home", "mnesia", "log"] {
             let path = dir.join(sub);
             fs::create_dir_all(&path)
@@ -434,14 +334,10 @@ log.file = false
 
     /// Starts the fixture's own epmd, so the broker does not start a daemon
     /// of its own that would outlive the test.
-    fn start_epmd(&mut self) -> Result<(), StartError> {
-        let (log, log_err, _) = server::open_log(&self.log_file());
-        let mut command = Command::new("/bin/sh");
+    fn start_epmd(&mut self) -> Result<(), StartFailed> {
+        let (log, log_err, _) = self.broker.open_log();
+        let mut command = watchdog_command("carat-epmd-watchdog", EPMD);
         command
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("carat-epmd-watchdog")
-            .arg(EPMD)
             .arg("-port")
             .arg(self.epmd_port.to_string())
             .arg("-address")
@@ -449,9 +345,9 @@ log.file = false
             .stdout(log)
             .stderr(log_err);
         self.env(&mut command);
-        let mut epmd = Supervised::spawn(command, EPMD);
+        let mut epmd = Supervised::spawn(command, FIXTURE, EPMD, INSTALL_HINT);
         let ready = server::wait_until_accepts(
-            &mut epmd.child,
+            epmd.child(),
             "epmd",
             &[self.epmd_port],
             Instant::now() + Duration::from_secs(10),
@@ -460,15 +356,14 @@ log.file = false
         );
         if let Err(not_ready) = ready {
             let _ = epmd.terminate(Duration::from_secs(1));
-            let log = format!(
-                "epmd did not listen on 127.0.0.1:{} ({not_ready:?})\n{}",
-                self.epmd_port,
-                self.log()
-            );
-            // epmd exits at once when its port is taken.
-            return Err(match not_ready {
-                NotReady::Exited(_) => StartError::AddrInUse(log),
-                NotReady::TimedOut { .. } => StartError::Timeout("epmd did not start".into(), log),
+            return Err(StartFailed {
+                // epmd exits at once when its port is taken.
+                port_taken: matches!(not_ready, NotReady::Exited(_)),
+                message: format!(
+                    "epmd did not listen on 127.0.0.1:{} ({not_ready:?}); the log:\n{}",
+                    self.epmd_port,
+                    tail(&self.log(), 80)
+                ),
             });
         }
         self.epmd = Some(epmd);
@@ -477,63 +372,18 @@ log.file = false
 
     /// Spawns the broker in the foreground and waits until an AMQP client
     /// can open a channel.
-    fn spawn_and_wait(&mut self) -> Result<(), StartError> {
-        assert!(self.broker.is_none(), "rabbitmq-server is already running");
-        let (log, log_err, log_offset) = server::open_log(&self.log_file());
-        let started = Instant::now();
-        let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("carat-rabbitmq-watchdog")
-            .arg(RABBITMQ_SERVER)
-            .stdout(log)
-            .stderr(log_err);
+    fn spawn_and_wait(&mut self) -> Result<(), StartFailed> {
+        let mut command = self.broker.command();
         self.env(&mut command);
-        let broker = Supervised::spawn(command, RABBITMQ_SERVER);
-        self.broker_pid = broker.pgid;
-        self.broker = Some(broker);
-
         let url = self.url();
         let mut ports = vec![self.amqp_port];
         ports.extend(self.management_port);
-        let broker = self.broker.as_mut().expect("the broker was just stored");
-        let ready = server::wait_until_accepts(
-            &mut broker.child,
-            "rabbitmq-server",
-            &ports,
-            started + START_TIMEOUT,
-            Duration::from_millis(100),
-            || amqp_handshake(&url),
-        );
-        match ready {
-            Ok(()) => {
-                self.last_start = started.elapsed();
-                Ok(())
-            }
-            Err(NotReady::Exited(status)) => {
-                let broker = self.broker.take().expect("the broker was just stored");
-                let _ = broker.kill_group();
-                let log = self.log_since(log_offset);
-                if log.contains("eaddrinuse") || log.contains("Address already in use") {
-                    return Err(StartError::AddrInUse(log));
-                }
-                Err(StartError::Exited(status, log))
-            }
-            Err(NotReady::TimedOut { last_error, .. }) => {
-                // Still booting or hung: no rabbitmqctl, SIGTERM and SIGKILL.
-                if let Some(broker) = self.broker.take() {
-                    let _ = broker.terminate(Duration::from_secs(5));
-                }
-                let last_error = last_error
-                    .unwrap_or_else(|| "the AMQP port does not accept connections yet".to_owned());
-                Err(StartError::Timeout(last_error, self.log_since(log_offset)))
-            }
-        }
-    }
-
-    fn log_since(&self, offset: u64) -> String {
-        server::read_log_since(&self.log_file(), offset)
+        // Still booting or hung when it times out: no rabbitmqctl, SIGTERM
+        // and SIGKILL.
+        self.broker
+            .start(command, &ports, Duration::from_millis(100), |_| {
+                amqp_handshake(&url).map(|()| None)
+            })
     }
 }
 
@@ -541,14 +391,11 @@ impl Drop for RabbitMq {
     fn drop(&mut self) {
         // Never panic here: Drop may run while a test is already panicking.
         if let Err(e) = self.stop_broker() {
-            eprintln!(
-                "rabbitmq fixture: cannot stop rabbitmq-server (pid {}): {e}",
-                self.broker_pid
-            );
+            eprintln!("{FIXTURE} fixture: {e}");
         }
         if let Some(epmd) = self.epmd.take() {
             if let Err(e) = epmd.terminate(Duration::from_secs(5)) {
-                eprintln!("rabbitmq fixture: cannot stop epmd: {e}");
+                eprintln!("{FIXTURE} fixture: cannot stop epmd: {e}");
             }
         }
     }
@@ -592,38 +439,4 @@ fn amqp_handshake(url: &str) -> Result<(), String> {
 #[cfg(not(feature = "amqp"))]
 fn amqp_handshake(_url: &str) -> Result<(), String> {
     Ok(())
-}
-
-enum StartError {
-    AddrInUse(String),
-    Exited(ExitStatus, String),
-    Timeout(String, String),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::AddrInUse(log) => write!(
-                f,
-                "rabbitmq-server could not bind its ports (address in use); its log:\n{}",
-                tail(log, 80)
-            ),
-            StartError::Exited(status, log) => write!(
-                f,
-                "rabbitmq-server exited ({status}) before it accepted clients; its log:\n{}",
-                tail(log, 80)
-            ),
-            StartError::Timeout(last, log) => write!(
-                f,
-                "rabbitmq-server did not accept AMQP clients within {START_TIMEOUT:?} ({last}); its log:\n{}",
-                tail(log, 80)
-            ),
-        }
-    }
-}
-
-fn require_installed() {
-    for path in [RABBITMQ_SERVER, RABBITMQCTL, EPMD] {
-        server::require_binary(path, INSTALL_HINT);
-    }
 }

@@ -1,7 +1,8 @@
 //! What the fixtures that run a real server process (carbon, RabbitMQ,
-//! HAProxy, StatsD) have in common: free ports that are never handed out
-//! twice, a check that the server is installed, its log file, waiting until
-//! it accepts connections, and stopping it by PID.
+//! HAProxy, StatsD, MongoDB, PostgreSQL, MariaDB) have in common: free ports
+//! that are never handed out twice, a check that the server is installed,
+//! its log file, waiting until it accepts connections, and stopping it by
+//! PID.
 //!
 //! Everything here blocks; fixtures call it from their own blocking methods.
 
@@ -76,6 +77,26 @@ pub fn require_binary(path: impl AsRef<Path>, hint: &str) {
     let path = path.as_ref();
     if !path.exists() {
         panic!("{} not found: {hint}", path.display());
+    }
+}
+
+/// Whether this process runs as root: the owner of `/proc/self` is the
+/// effective UID.
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata("/proc/self")
+        .unwrap_or_else(|e| panic!("cannot stat /proc/self: {e}"))
+        .uid()
+        == 0
+}
+
+/// Removes `path` unless it does not exist (a pidfile a killed server left
+/// behind); panics when it cannot.
+pub fn remove_file_if_exists(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => panic!("cannot remove {}: {e}", path.display()),
     }
 }
 
