@@ -112,6 +112,8 @@ impl Registry {
         r.register::<carat_mongodb::Mongodb>();
         #[cfg(feature = "rabbitmq")]
         r.register::<carat_rabbitmq::Rabbitmq>();
+        #[cfg(feature = "sql")]
+        r.register::<carat_sql::Sql>();
         r
     }
 

@@ -228,6 +228,7 @@ fn everything_on(registry: &Registry) -> String {
 fn every_line_of_the_sample_works() {
     std::env::set_var("HAPROXY_STATS_PASSWORD", "secret");
     std::env::set_var("MONGODB_PASSWORD", "secret");
+    std::env::set_var("JOBS_DB_PASSWORD", "secret");
     let registry = Registry::builtin();
     let text = everything_on(&registry);
     let config = carat::config::load_str(&text, Path::new("everything-on.toml"), &registry)
@@ -325,6 +326,8 @@ fn the_sample_shows_the_defaults() {
     );
     #[cfg(feature = "rabbitmq")]
     defaults_of::<carat_rabbitmq::Rabbitmq>(&r, &["tls_ca_file", "replace_dot", "replace_slash"]);
+    #[cfg(feature = "sql")]
+    defaults_of::<carat_sql::Sql>(&r, &["url", "password", "password_file", "query"]);
 }
 
 #[test]

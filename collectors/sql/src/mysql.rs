@@ -1,0 +1,102 @@
+//! MySQL and MariaDB: each query in a `START TRANSACTION READ ONLY`, with
+//! the session's statement time limit set to the query's timeout, so the
+//! server interrupts it: `max_statement_time` (seconds) on MariaDB,
+//! `max_execution_time` (milliseconds, `SELECT` only) on MySQL.
+
+use rust_decimal::Decimal;
+use sqlx::mysql::types::MySqlTime;
+use sqlx::mysql::{MySqlConnection, MySqlRow};
+use sqlx::{AssertSqlSafe, Connection as _};
+
+use crate::config::Query;
+use crate::database::{fetch_then_roll_back, RunError};
+use crate::decode::{self, try_number, try_text};
+use crate::table::{Cell, Table};
+
+/// The server's family: the two name their statement time limit differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// MariaDB: `max_statement_time`, in seconds.
+    MariaDb,
+    /// MySQL: `max_execution_time`, in milliseconds.
+    MySql,
+}
+
+/// MySQL's and MariaDB's error numbers for a statement interrupted by its
+/// time limit: MariaDB's `ER_STATEMENT_TIMEOUT`, MySQL's
+/// `ER_QUERY_TIMEOUT`; and the generic "query execution was interrupted"
+/// (`ER_QUERY_INTERRUPTED`, also what a KILL QUERY gives).
+pub const TIMEOUT_ERRORS: [u16; 3] = [1969, 3024, 1317];
+
+/// Asks the server which family it is.
+pub async fn flavor(conn: &mut MySqlConnection) -> Result<Flavor, sqlx::Error> {
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(if version.to_ascii_lowercase().contains("mariadb") {
+        Flavor::MariaDb
+    } else {
+        Flavor::MySql
+    })
+}
+
+/// Runs `query` on `conn`: sets the session's time limit, then
+/// `START TRANSACTION READ ONLY`, the query, `ROLLBACK`.
+pub async fn run(
+    conn: &mut MySqlConnection,
+    flavor: Flavor,
+    query: &Query,
+    max_rows: usize,
+) -> Result<Table, RunError> {
+    // SET does not take parameters; the number is ours, not the user's.
+    let limit = match flavor {
+        Flavor::MariaDb => format!(
+            "SET SESSION max_statement_time = {:.3}",
+            query.timeout.as_secs_f64().max(0.001)
+        ),
+        Flavor::MySql => format!(
+            "SET SESSION max_execution_time = {}",
+            query.timeout.as_millis().max(1)
+        ),
+    };
+    sqlx::raw_sql(AssertSqlSafe(limit))
+        .execute(&mut *conn)
+        .await?;
+    let tx = conn.begin_with("START TRANSACTION READ ONLY").await?;
+    fetch_then_roll_back(tx, query, max_rows, cell).await
+}
+
+/// Column `i` of `row` as a [`Cell`].
+fn cell(row: &MySqlRow, i: usize) -> Cell {
+    decode::cell(row, i, |ty| {
+        try_number(row, i, ty, |v: i64| v)
+            .or_else(|| try_number(row, i, ty, |v: u64| v))
+            .or_else(|| try_number(row, i, ty, |v: f64| v))
+            .or_else(|| try_number(row, i, ty, |v: f32| v))
+            .or_else(|| try_number(row, i, ty, |v: bool| v))
+            .or_else(|| try_number(row, i, ty, |v: Decimal| v))
+            .or_else(|| try_number(row, i, ty, |t: MySqlTime| seconds_of_time(&t)))
+            .or_else(|| try_text(row, i, ty, |v: String| v))
+            // Text of a binary collation, as some expressions give it.
+            .or_else(|| {
+                try_text(row, i, ty, |b: Vec<u8>| {
+                    String::from_utf8_lossy(&b).into_owned()
+                })
+            })
+    })
+}
+
+/// A `TIME` value (`TIMEDIFF(NOW(), created_at)`) in seconds.
+fn seconds_of_time(t: &MySqlTime) -> f64 {
+    let s = f64::from(t.hours()) * 3600.0
+        + f64::from(t.minutes()) * 60.0
+        + f64::from(t.seconds())
+        + f64::from(t.microseconds()) / 1e6;
+    // Not `t.is_negative()`: in sqlx 0.9.0 it returns whether the sign is
+    // positive.
+    if t.sign().is_negative() {
+        -s
+    } else {
+        s
+    }
+}
