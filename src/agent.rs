@@ -16,6 +16,7 @@ use crate::registry::BuildFn;
 use crate::scheduler::{self, RunOutcome, Schedule};
 use crate::self_metrics::{self, SelfCollector};
 use crate::stats::{AgentStats, CollectorStats, OutputStats};
+use crate::systemd::{self, Heartbeat, Watchdog};
 
 /// A configured agent, ready to run.
 pub struct Agent {
@@ -179,8 +180,27 @@ impl Agent {
         // Only the collector tasks hold the fan-out now: once they end, the
         // queues close and the outputs drain.
         drop(outputs.fanout);
+        // Under systemd: alive only while this runtime runs tasks, until
+        // the very end (the delivery after a stop included).
+        let heartbeat = Heartbeat::default();
+        let watchdog = Watchdog::start(heartbeat.clone()).map(|(watchdog, every)| {
+            let beats = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    heartbeat.beat();
+                }
+            });
+            (watchdog, beats)
+        });
+        systemd::ready(&format!(
+            "collecting: {} collector instances, {} outputs",
+            collectors.len(),
+            self.config.outputs.len()
+        ));
 
         shutdown.await;
+        systemd::stopping();
         // The outputs' deadline runs from now: a write blocked on a receiver
         // that stopped reading is given up on at the deadline, and what is
         // left goes to the spool or is counted as dropped.
@@ -213,6 +233,10 @@ impl Agent {
                     tracing::error!(output = %name, "output did not finish by its deadline; abandoned");
                 }
             }
+        }
+        if let Some((watchdog, beats)) = watchdog {
+            beats.abort();
+            drop(watchdog);
         }
         for (name, s) in &self.stats.outputs {
             tracing::info!(

@@ -18,6 +18,7 @@ pub mod scheduler;
 pub mod self_metrics;
 pub mod signals;
 pub mod stats;
+pub mod systemd;
 
 pub use agent::Agent;
 pub use config::{Config, ConfigError};

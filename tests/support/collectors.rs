@@ -19,8 +19,10 @@ pub const SAMPLE: &str = r#"## --- sequence: publishes 1, 2, 3, one per run ---
 
 ## --- misbehave: panics, hangs or fails on purpose ---
 # [collector.misbehave]
-# mode = "panic"       # panic, hang, error or block
+# mode = "panic"       # panic, hang, error, block or fail_part
 # block_ms = 0         # for block: milliseconds to block the thread
+# calm_runs = 0        # runs that behave before it misbehaves
+# bad_runs = 0         # runs that misbehave, then it behaves again (0: forever)
 
 ## --- tabled: options that are a map and a list of tables ---
 # [collector.tabled]
@@ -184,11 +186,17 @@ pub struct MisbehaveConfig {
     pub mode: Mode,
     /// For `block`: milliseconds to block the thread.
     pub block_ms: u64,
+    /// Runs that behave (publish `calm 1`) before it misbehaves.
+    pub calm_runs: u64,
+    /// Runs that misbehave after those, before it behaves again for good
+    /// (0: it never does).
+    pub bad_runs: u64,
 }
 
 /// A collector that fails in the way it is told to.
 pub struct Misbehave {
     config: MisbehaveConfig,
+    runs: u64,
 }
 
 impl Collector for Misbehave {
@@ -199,10 +207,16 @@ impl Collector for Misbehave {
     const SAMPLE: &'static str = SAMPLE;
 
     fn new(config: MisbehaveConfig, _env: &Environment) -> Result<Self, CollectorError> {
-        Ok(Misbehave { config })
+        Ok(Misbehave { config, runs: 0 })
     }
 
     async fn collect(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
+        self.runs += 1;
+        let (calm, bad) = (self.config.calm_runs, self.config.bad_runs);
+        if self.runs <= calm || (bad > 0 && self.runs > calm + bad) {
+            batch.gauge("calm", 1.0);
+            return Ok(());
+        }
         match self.config.mode {
             Mode::Panic => panic!("misbehave: deliberate panic"),
             Mode::Hang => std::future::pending().await,
