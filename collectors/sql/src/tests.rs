@@ -189,6 +189,54 @@ async fn a_query_past_its_timeout_is_interrupted_inside_sqlite_and_the_others_ru
 }
 
 #[tokio::test]
+async fn several_connections_share_the_queries_and_each_publishes() {
+    let dir = Scratch::new("pool");
+    let (path, _writer) = jobs_db(&dir.0).await;
+    let mut c = config(
+        &path,
+        &[
+            ("a", "SELECT count(*) FROM jobs"),
+            ("b", "SELECT count(*) FROM jobs WHERE status = 'pending'"),
+            ("c", "SELECT max(attempts) FROM jobs"),
+            ("d", "SELECT 'x', 'not a number'"),
+            ("e", "SELECT min(run_at) FROM jobs"),
+        ],
+    );
+    c.max_connections = 2;
+    let mut h = Harness::<Sql>::new(c, Environment::default()).unwrap();
+    for _ in 0..2 {
+        let published = h.collect().await.unwrap();
+        assert_eq!(published.to_lines(), "a 5\nb 3\nc 5\ne 500\n");
+        assert!(published.failed_part("query d").is_some());
+        let open = h
+            .collector()
+            .connections
+            .iter()
+            .filter(|c| c.is_some())
+            .count();
+        assert_eq!(open, 2, "both connections are kept");
+    }
+}
+
+#[tokio::test]
+async fn a_counter_query_publishes_its_rate() {
+    let dir = Scratch::new("counter");
+    let (path, mut writer) = jobs_db(&dir.0).await;
+    let mut c = config(&path, &[("jobs.created", "SELECT max(id) FROM jobs")]);
+    c.query[0].counter = true;
+    let mut h = Harness::<Sql>::new(c, Environment::default()).unwrap();
+    assert!(h.collect().await.unwrap().metrics.is_empty(), "no rate yet");
+    writer
+        .execute(
+            "INSERT INTO jobs (status) VALUES ('pending'), ('pending'), ('pending'), ('pending')",
+        )
+        .await
+        .unwrap();
+    let published = h.collect_after(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(published.get("jobs.created"), Some(2.0), "4 new ids in 2 s");
+}
+
+#[tokio::test]
 async fn a_query_returning_more_than_max_rows_fails() {
     let dir = Scratch::new("rows");
     let (path, _writer) = jobs_db(&dir.0).await;
