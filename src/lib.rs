@@ -11,6 +11,7 @@ pub mod defaults;
 pub mod health;
 pub mod hostname;
 pub mod metrics;
+pub mod migrate;
 pub mod output;
 pub mod pipeline;
 pub mod registry;

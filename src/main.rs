@@ -41,6 +41,14 @@ enum Command {
     List,
     /// Print a complete commented configuration.
     SampleConfig,
+    /// Translate a Diamond configuration (diamond.conf) into carat's TOML on
+    /// standard output; what cannot be translated is listed on standard
+    /// error.
+    MigrateDiamond {
+        /// The Diamond configuration file.
+        #[arg(value_name = "DIAMOND_CONF")]
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,7 @@ fn main() -> ExitCode {
             print!("{}", carat::defaults::sample_config(&registry));
             ExitCode::SUCCESS
         }
+        Command::MigrateDiamond { path } => migrate_diamond(&path, &registry),
         Command::CheckConfig => match load_config(cli.config.as_deref(), &registry) {
             Ok((config, builtin)) => {
                 let source = if builtin {
@@ -134,6 +143,32 @@ fn main() -> ExitCode {
                 agent.run_until(signals.until_stop()).await;
             });
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `carat migrate-diamond`: the TOML on standard output, a line per option
+/// not translated (and per thing to do) on standard error. Exit 0 when a
+/// configuration was written, 2 when the Diamond file cannot be read.
+fn migrate_diamond(path: &std::path::Path, registry: &Registry) -> ExitCode {
+    match carat::migrate::migrate(path, registry) {
+        Ok(migration) => {
+            print!("{}", migration.toml);
+            for note in &migration.notes {
+                eprintln!("carat: {note}");
+            }
+            eprintln!(
+                "carat: migrate-diamond: written: collector instances {}, outputs {}; options not translated: {}{}",
+                migration.collectors,
+                migration.outputs,
+                migration.untranslated(),
+                if migration.untranslated() > 0 { " (listed above)" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("carat: cannot migrate the Diamond configuration: {e}");
+            ExitCode::from(2)
         }
     }
 }
