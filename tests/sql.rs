@@ -17,6 +17,7 @@ use carat_sql::{QueryConfig, Sql, SqlConfig};
 use support::agent::AgentProcess;
 use support::mariadb::MariaDb;
 use support::postgres::Postgres;
+use support::supervised::ServerFixture;
 
 /// The password the collector is given in the tests of the agent's own
 /// output (the fixtures' users have their own).
@@ -371,48 +372,10 @@ async fn mariadb_restarted_between_runs() {
     survives_restarts(&mut db).await;
 }
 
-/// What [`survives_restarts`] needs of a server fixture.
-trait Restartable {
-    fn url(&self) -> String;
-    fn restart(&mut self);
-    fn stop(&mut self);
-    fn start_again(&mut self);
-}
-
-impl Restartable for Postgres {
-    fn url(&self) -> String {
-        Postgres::url(self)
-    }
-    fn restart(&mut self) {
-        Postgres::restart(self)
-    }
-    fn stop(&mut self) {
-        Postgres::stop(self)
-    }
-    fn start_again(&mut self) {
-        Postgres::start_again(self)
-    }
-}
-
-impl Restartable for MariaDb {
-    fn url(&self) -> String {
-        MariaDb::url(self)
-    }
-    fn restart(&mut self) {
-        MariaDb::restart(self)
-    }
-    fn stop(&mut self) {
-        MariaDb::stop(self)
-    }
-    fn start_again(&mut self) {
-        MariaDb::start_again(self)
-    }
-}
-
 /// A server (with the six-row jobs table) restarted between two runs costs
 /// nothing but the reconnect; while it is down the run fails (`connect`);
 /// once it is back the next run publishes again.
-async fn survives_restarts(server: &mut impl Restartable) {
+async fn survives_restarts(server: &mut impl ServerFixture) {
     let mut h = harness(config(
         &server.url(),
         None,

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use support::mariadb::{self, MariaDb};
 use support::postgres::{self, Postgres};
-use support::supervised::process_alive;
+use support::supervised::{process_alive, ServerFixture};
 
 /// Panics unless every one of `pids` is gone.
 fn assert_exited(what: &str, pids: &[u32]) {

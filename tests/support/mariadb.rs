@@ -50,7 +50,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::server::{self, tail, StartFailed};
-use super::supervised::{self, ServerSpec, SupervisedServer};
+use super::supervised::{self, ServerFixture, ServerSpec, SupervisedServer};
 
 /// The server.
 pub const MARIADBD: &str = "/usr/sbin/mariadbd";
@@ -202,33 +202,6 @@ impl MariaDb {
         self.server.dir().join("data")
     }
 
-    /// PID of the most recently started `mariadbd`.
-    pub fn pid(&self) -> u32 {
-        self.server.pid()
-    }
-
-    /// The PIDs of the server's processes right now (`mariadbd` and the
-    /// watchdog shell); empty when it is stopped.
-    pub fn pids(&self) -> Vec<u32> {
-        self.server.pids()
-    }
-
-    /// How long the most recent start took, until clients could connect
-    /// (without `mariadb-install-db` and the setup of the first start).
-    pub fn last_start(&self) -> Duration {
-        self.server.last_start()
-    }
-
-    /// Whether the server is running (started and not stopped or exited).
-    pub fn is_running(&mut self) -> bool {
-        self.server.is_running()
-    }
-
-    /// Everything `mariadb-install-db` and the server wrote.
-    pub fn log(&self) -> String {
-        self.server.log()
-    }
-
     /// Runs `sql` (any number of statements, `;`-terminated) as `root` over
     /// the Unix socket, without a default database, with `mariadb -N -B`:
     /// one line per row, tabs between columns, no column names, NULL as
@@ -254,27 +227,6 @@ impl MariaDb {
             // Not on the command line, where the client warns about it.
             .env("MYSQL_PWD", PASSWORD);
         run_client(command, sql)
-    }
-
-    /// Stops the server (a clean shutdown) and returns once all its
-    /// processes are gone. Does nothing when it is not running.
-    /// [`MariaDb::start_again`] starts it again.
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Starts a stopped server again on the same port and data directory,
-    /// returning once clients can connect.
-    pub fn start_again(&mut self) {
-        if let Err(e) = self.spawn_and_wait() {
-            panic!("mariadbd did not start again: {}", e.message);
-        }
-    }
-
-    /// [`MariaDb::stop`], then [`MariaDb::start_again`].
-    pub fn restart(&mut self) {
-        self.stop();
-        self.start_again();
     }
 
     fn pid_file(&self) -> PathBuf {
@@ -369,6 +321,26 @@ impl MariaDb {
                 }
             },
         )
+    }
+}
+
+impl ServerFixture for MariaDb {
+    fn server(&self) -> &SupervisedServer {
+        &self.server
+    }
+
+    fn server_mut(&mut self) -> &mut SupervisedServer {
+        &mut self.server
+    }
+
+    fn url(&self) -> String {
+        MariaDb::url(self)
+    }
+
+    fn start_again(&mut self) {
+        if let Err(e) = self.spawn_and_wait() {
+            panic!("mariadbd did not start again: {}", e.message);
+        }
     }
 }
 

@@ -50,7 +50,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::server::{self, tail, StartFailed};
-use super::supervised::{self, ServerSpec, SupervisedServer};
+use super::supervised::{self, ServerFixture, ServerSpec, SupervisedServer};
 
 /// The server binaries of the Debian package `postgresql-15`.
 pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -191,34 +191,6 @@ impl Postgres {
         self.server.dir().join("data")
     }
 
-    /// PID of the most recently started postmaster.
-    pub fn pid(&self) -> u32 {
-        self.server.pid()
-    }
-
-    /// The PIDs of the server's processes right now (the postmaster, its
-    /// auxiliary processes and backends, and the watchdog shell); empty when
-    /// it is stopped.
-    pub fn pids(&self) -> Vec<u32> {
-        self.server.pids()
-    }
-
-    /// How long the most recent start took, until clients could connect
-    /// (without `initdb` and the setup of the first start).
-    pub fn last_start(&self) -> Duration {
-        self.server.last_start()
-    }
-
-    /// Whether the server is running (started and not stopped or exited).
-    pub fn is_running(&mut self) -> bool {
-        self.server.is_running()
-    }
-
-    /// Everything `initdb` and the server wrote to stdout and stderr.
-    pub fn log(&self) -> String {
-        self.server.log()
-    }
-
     /// Runs `sql` (any number of statements, each in a transaction of its
     /// own unless the SQL says otherwise) as the superuser in the database
     /// `carat`, over the Unix socket, with `psql -X -q -A -t -v
@@ -248,27 +220,6 @@ impl Postgres {
             .args(["--host", "127.0.0.1", "--username", USER])
             .env("PGPASSWORD", PASSWORD);
         run_psql(command, sql)
-    }
-
-    /// Stops the server (fast shutdown: open sessions are ended) and returns
-    /// once all its processes are gone. Does nothing when it is not running.
-    /// [`Postgres::start_again`] starts it again.
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Starts a stopped server again on the same port and data directory,
-    /// returning once clients can connect.
-    pub fn start_again(&mut self) {
-        if let Err(e) = self.spawn_and_wait() {
-            panic!("postgres did not start again: {}", e.message);
-        }
-    }
-
-    /// [`Postgres::stop`], then [`Postgres::start_again`].
-    pub fn restart(&mut self) {
-        self.stop();
-        self.start_again();
     }
 
     /// Runs `command` as [`SYSTEM_USER`] when the test runs as root; in the
@@ -391,6 +342,26 @@ log_line_prefix = '%m [%p] %q%u@%d '
             .args(["--port", &self.port.to_string(), "--dbname", database])
             .env("PGCONNECT_TIMEOUT", "10");
         command
+    }
+}
+
+impl ServerFixture for Postgres {
+    fn server(&self) -> &SupervisedServer {
+        &self.server
+    }
+
+    fn server_mut(&mut self) -> &mut SupervisedServer {
+        &mut self.server
+    }
+
+    fn url(&self) -> String {
+        Postgres::url(self)
+    }
+
+    fn start_again(&mut self) {
+        if let Err(e) = self.spawn_and_wait() {
+            panic!("postgres did not start again: {}", e.message);
+        }
     }
 }
 

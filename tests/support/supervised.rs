@@ -294,6 +294,62 @@ impl ServerSpec {
     }
 }
 
+/// What a test does with a fixture built on [`SupervisedServer`], whichever
+/// server it runs: look at its processes, stop it, start it again. A
+/// fixture gives its [`SupervisedServer`], its URL and how it starts again;
+/// the rest is provided.
+pub trait ServerFixture {
+    /// The fixture's server.
+    fn server(&self) -> &SupervisedServer;
+    /// The fixture's server, to stop it.
+    fn server_mut(&mut self) -> &mut SupervisedServer;
+    /// The URL a client (the collector under test) connects with.
+    fn url(&self) -> String;
+    /// Starts a stopped server again on the same port and data directory,
+    /// returning once clients can connect.
+    fn start_again(&mut self);
+
+    /// PID of the most recently started server process.
+    fn pid(&self) -> u32 {
+        self.server().pid()
+    }
+
+    /// The PIDs of the server's processes right now (the server, whatever
+    /// it forked, and the watchdog shell); empty when it is stopped.
+    fn pids(&self) -> Vec<u32> {
+        self.server().pids()
+    }
+
+    /// How long the most recent start took, until clients could connect
+    /// (without creating the data directory on the first start).
+    fn last_start(&self) -> Duration {
+        self.server().last_start()
+    }
+
+    /// Whether the server is running (started and not stopped or exited).
+    fn is_running(&mut self) -> bool {
+        self.server_mut().is_running()
+    }
+
+    /// Everything the fixture's programs wrote to the log file.
+    fn log(&self) -> String {
+        self.server().log()
+    }
+
+    /// Stops the server cleanly (see the fixture's module documentation)
+    /// and returns once all its processes are gone. Does nothing when it is
+    /// not running; [`ServerFixture::start_again`] starts it again.
+    fn stop(&mut self) {
+        self.server_mut().stop();
+    }
+
+    /// [`ServerFixture::stop`], then [`ServerFixture::start_again`].
+    fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+}
+
 /// A fixture's server: its temporary directory (configuration, data, log),
 /// and the server process, run under [`WATCHDOG`] as a [`Supervised`]
 /// process group while it is started. Dropping it stops the server as
