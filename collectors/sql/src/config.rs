@@ -124,10 +124,11 @@ pub struct Query {
     pub timeout: Duration,
 }
 
-/// The options, checked. (No `Debug`: it holds the password.)
+/// The options, checked: what a run needs of them. (The `password` goes
+/// into the connection options and the messages' scrubbing when the
+/// collector is built.)
+#[derive(Debug)]
 pub struct Checked {
-    /// The password of `password`, if set.
-    pub password: Option<String>,
     /// `password_file`, if set.
     pub password_file: Option<PathBuf>,
     /// See [`SqlConfig::connect_timeout`].
@@ -186,7 +187,6 @@ impl SqlConfig {
             queries.push(query);
         }
         Ok(Checked {
-            password: self.password.clone(),
             password_file: self.password_file.clone(),
             connect_timeout,
             connections: self.max_connections as usize,

@@ -82,7 +82,7 @@ impl Collector for Sql {
         let settings = config.check()?;
         let options = Options::parse(
             &config.url,
-            settings.password.as_deref(),
+            config.password.as_deref(),
             settings.connect_timeout,
         )?;
         let connections = (0..settings.connections).map(|_| None).collect();
@@ -90,7 +90,7 @@ impl Collector for Sql {
             options,
             context: Context {
                 target: redact_url(&config.url).into_owned(),
-                password: settings.password.clone(),
+                password: config.password,
             },
             settings,
             connections,
