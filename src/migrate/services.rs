@@ -3,8 +3,8 @@
 
 use super::configobj::Section;
 use super::values::{
-    boolean, collector_reason, component, env_name, number, number_value, regexes, single, strings,
-    text, words, Table,
+    boolean, collector_reason, env_name, number, number_value, regexes, single, strings, text,
+    words, Table,
 };
 use super::{NoteKind, Translator};
 
@@ -106,7 +106,7 @@ impl Translator<'_> {
                     out.push((String::new(), t));
                 }
                 Some(n) => {
-                    let mut c = component(&n);
+                    let mut c = carat_collector::name::component(&n);
                     while used.contains(&c) {
                         c.push('_');
                     }

@@ -110,25 +110,6 @@ pub(super) fn regexes(items: Vec<String>) -> Result<Vec<String>, String> {
     Ok(items)
 }
 
-/// A path component carat accepts as an instance name.
-pub(super) fn component(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "_".into()
-    } else {
-        s
-    }
-}
-
 /// `CARAT_HAPROXY_LB1_PASSWORD`.
 pub(super) fn env_name(parts: &[&str]) -> String {
     let mut name = String::from("CARAT");
