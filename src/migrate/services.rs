@@ -106,7 +106,9 @@ impl Translator<'_> {
                     out.push((String::new(), t));
                 }
                 Some(n) => {
-                    let mut c = carat_collector::name::component(&n);
+                    // Diamond published each under the section's name in
+                    // lower case (`haproxy.<server>.…`).
+                    let mut c = carat_collector::name::component(&n.to_lowercase());
                     while used.contains(&c) {
                         c.push('_');
                     }
