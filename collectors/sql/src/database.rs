@@ -32,8 +32,8 @@ pub enum Options {
 pub enum Connection {
     /// PostgreSQL.
     Postgres(PgConnection),
-    /// MySQL or MariaDB, and which of the two (their timeouts differ).
-    MySql(MySqlConnection, mysql::Flavor),
+    /// MySQL or MariaDB, and what its session is set to.
+    MySql(MySqlConnection, mysql::Session),
     /// SQLite.
     Sqlite(SqliteConnection),
 }
@@ -105,8 +105,8 @@ impl Options {
                     Some(p) => MySqlConnection::connect_with(&o.clone().password(p)).await?,
                     None => MySqlConnection::connect_with(o).await?,
                 };
-                let flavor = mysql::flavor(&mut c).await?;
-                Connection::MySql(c, flavor)
+                let session = mysql::session(&mut c).await?;
+                Connection::MySql(c, session)
             }
             Options::Sqlite(o) => Connection::Sqlite(SqliteConnection::connect_with(o).await?),
         })
@@ -129,7 +129,7 @@ impl Connection {
     pub async fn run(&mut self, query: &Query, max_rows: usize) -> Result<Table, RunError> {
         match self {
             Connection::Postgres(c) => postgres::run(c, query, max_rows).await,
-            Connection::MySql(c, flavor) => mysql::run(c, *flavor, query, max_rows).await,
+            Connection::MySql(c, session) => mysql::run(c, session, query, max_rows).await,
             Connection::Sqlite(c) => sqlite::run(c, query, max_rows).await,
         }
     }

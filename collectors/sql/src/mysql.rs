@@ -3,6 +3,8 @@
 //! server interrupts it: `max_statement_time` (seconds) on MariaDB,
 //! `max_execution_time` (milliseconds, `SELECT` only) on MySQL.
 
+use std::time::Duration;
+
 use rust_decimal::Decimal;
 use sqlx::mysql::types::MySqlTime;
 use sqlx::mysql::{MySqlConnection, MySqlRow};
@@ -28,40 +30,57 @@ pub enum Flavor {
 /// (`ER_QUERY_INTERRUPTED`, also what a KILL QUERY gives).
 pub const TIMEOUT_ERRORS: [u16; 3] = [1969, 3024, 1317];
 
-/// Asks the server which family it is.
-pub async fn flavor(conn: &mut MySqlConnection) -> Result<Flavor, sqlx::Error> {
+/// What the agent knows of a connection's session: the server's family,
+/// and the statement time limit the session has now (set again only when
+/// a query needs another one).
+#[derive(Clone, Copy, Debug)]
+pub struct Session {
+    flavor: Flavor,
+    limit: Option<Duration>,
+}
+
+/// Asks the server which family it is, for a new connection.
+pub async fn session(conn: &mut MySqlConnection) -> Result<Session, sqlx::Error> {
     let version: String = sqlx::query_scalar("SELECT VERSION()")
         .fetch_one(&mut *conn)
         .await?;
-    Ok(if version.to_ascii_lowercase().contains("mariadb") {
+    let flavor = if version.to_ascii_lowercase().contains("mariadb") {
         Flavor::MariaDb
     } else {
         Flavor::MySql
+    };
+    Ok(Session {
+        flavor,
+        limit: None,
     })
 }
 
-/// Runs `query` on `conn`: sets the session's time limit, then
-/// `START TRANSACTION READ ONLY`, the query, `ROLLBACK`.
+/// Runs `query` on `conn`: sets the session's time limit (unless it has
+/// that one already), then `START TRANSACTION READ ONLY`, the query,
+/// `ROLLBACK`.
 pub async fn run(
     conn: &mut MySqlConnection,
-    flavor: Flavor,
+    session: &mut Session,
     query: &Query,
     max_rows: usize,
 ) -> Result<Table, RunError> {
-    // SET does not take parameters; the number is ours, not the user's.
-    let limit = match flavor {
-        Flavor::MariaDb => format!(
-            "SET SESSION max_statement_time = {:.3}",
-            query.timeout.as_secs_f64().max(0.001)
-        ),
-        Flavor::MySql => format!(
-            "SET SESSION max_execution_time = {}",
-            query.timeout.as_millis().max(1)
-        ),
-    };
-    sqlx::raw_sql(AssertSqlSafe(limit))
-        .execute(&mut *conn)
-        .await?;
+    if session.limit != Some(query.timeout) {
+        // SET does not take parameters; the number is ours, not the user's.
+        let limit = match session.flavor {
+            Flavor::MariaDb => format!(
+                "SET SESSION max_statement_time = {:.3}",
+                query.timeout.as_secs_f64().max(0.001)
+            ),
+            Flavor::MySql => format!(
+                "SET SESSION max_execution_time = {}",
+                query.timeout.as_millis().max(1)
+            ),
+        };
+        sqlx::raw_sql(AssertSqlSafe(limit))
+            .execute(&mut *conn)
+            .await?;
+        session.limit = Some(query.timeout);
+    }
     let tx = conn.begin_with("START TRANSACTION READ ONLY").await?;
     fetch_then_roll_back(tx, query, max_rows, cell).await
 }
