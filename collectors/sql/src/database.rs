@@ -30,8 +30,8 @@ pub enum Options {
 
 /// An open connection.
 pub enum Connection {
-    /// PostgreSQL.
-    Postgres(PgConnection),
+    /// PostgreSQL, and the statement time limit its session has.
+    Postgres(PgConnection, SessionLimit),
     /// MySQL or MariaDB, and what its session is set to.
     MySql(MySqlConnection, mysql::Session),
     /// SQLite.
@@ -98,7 +98,7 @@ impl Options {
                     Some(p) => PgConnection::connect_with(&o.clone().password(p)).await?,
                     None => PgConnection::connect_with(o).await?,
                 };
-                Connection::Postgres(c)
+                Connection::Postgres(c, SessionLimit::default())
             }
             Options::MySql(o) => {
                 let mut c = match password {
@@ -118,7 +118,7 @@ impl Connection {
     /// restarted since the last run).
     pub async fn ping(&mut self) -> Result<(), sqlx::Error> {
         match self {
-            Connection::Postgres(c) => c.ping().await,
+            Connection::Postgres(c, _) => c.ping().await,
             Connection::MySql(c, _) => c.ping().await,
             Connection::Sqlite(c) => c.ping().await,
         }
@@ -128,10 +128,34 @@ impl Connection {
     /// after its timeout, reading at most `max_rows` rows.
     pub async fn run(&mut self, query: &Query, max_rows: usize) -> Result<Table, RunError> {
         match self {
-            Connection::Postgres(c) => postgres::run(c, query, max_rows).await,
+            Connection::Postgres(c, limit) => postgres::run(c, limit, query, max_rows).await,
             Connection::MySql(c, session) => mysql::run(c, session, query, max_rows).await,
             Connection::Sqlite(c) => sqlite::run(c, query, max_rows).await,
         }
+    }
+}
+
+/// The statement time limit a connection's session has now. A query sets
+/// it only when it needs another one, so queries of the same timeout cost
+/// no round trip for it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionLimit(Option<Duration>);
+
+impl SessionLimit {
+    /// The statement `sql` makes of `timeout`, to run before a query of
+    /// that timeout; `None` when the session has that limit already.
+    /// [`SessionLimit::record`] it once it ran.
+    pub fn statement(
+        &self,
+        timeout: Duration,
+        sql: impl FnOnce(Duration) -> String,
+    ) -> Option<String> {
+        (self.0 != Some(timeout)).then(|| sql(timeout))
+    }
+
+    /// The session's limit is `timeout` now.
+    pub fn record(&mut self, timeout: Duration) {
+        self.0 = Some(timeout);
     }
 }
 

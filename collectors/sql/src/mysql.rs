@@ -3,15 +3,13 @@
 //! server interrupts it: `max_statement_time` (seconds) on MariaDB,
 //! `max_execution_time` (milliseconds, `SELECT` only) on MySQL.
 
-use std::time::Duration;
-
 use rust_decimal::Decimal;
 use sqlx::mysql::types::MySqlTime;
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, Connection as _};
 
 use crate::config::Query;
-use crate::database::{fetch_then_roll_back, RunError};
+use crate::database::{fetch_then_roll_back, RunError, SessionLimit};
 use crate::decode::{self, try_number, try_text};
 use crate::table::{Cell, Table};
 
@@ -36,7 +34,7 @@ pub const TIMEOUT_ERRORS: [u16; 3] = [1969, 3024, 1317];
 #[derive(Clone, Copy, Debug)]
 pub struct Session {
     flavor: Flavor,
-    limit: Option<Duration>,
+    limit: SessionLimit,
 }
 
 /// Asks the server which family it is, for a new connection.
@@ -51,7 +49,7 @@ pub async fn session(conn: &mut MySqlConnection) -> Result<Session, sqlx::Error>
     };
     Ok(Session {
         flavor,
-        limit: None,
+        limit: SessionLimit::default(),
     })
 }
 
@@ -64,22 +62,20 @@ pub async fn run(
     query: &Query,
     max_rows: usize,
 ) -> Result<Table, RunError> {
-    if session.limit != Some(query.timeout) {
+    let flavor = session.flavor;
+    let set = session.limit.statement(query.timeout, |t| match flavor {
+        Flavor::MariaDb => format!(
+            "SET SESSION max_statement_time = {:.3}",
+            t.as_secs_f64().max(0.001)
+        ),
+        Flavor::MySql => format!("SET SESSION max_execution_time = {}", t.as_millis().max(1)),
+    });
+    if let Some(set) = set {
         // SET does not take parameters; the number is ours, not the user's.
-        let limit = match session.flavor {
-            Flavor::MariaDb => format!(
-                "SET SESSION max_statement_time = {:.3}",
-                query.timeout.as_secs_f64().max(0.001)
-            ),
-            Flavor::MySql => format!(
-                "SET SESSION max_execution_time = {}",
-                query.timeout.as_millis().max(1)
-            ),
-        };
-        sqlx::raw_sql(AssertSqlSafe(limit))
+        sqlx::raw_sql(AssertSqlSafe(set))
             .execute(&mut *conn)
             .await?;
-        session.limit = Some(query.timeout);
+        session.limit.record(query.timeout);
     }
     let tx = conn.begin_with("START TRANSACTION READ ONLY").await?;
     fetch_then_roll_back(tx, query, max_rows, cell).await

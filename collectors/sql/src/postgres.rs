@@ -1,5 +1,6 @@
-//! PostgreSQL: each query in a `READ ONLY` transaction whose
-//! `statement_timeout` is the query's timeout, so the server cancels it.
+//! PostgreSQL: each query in a `READ ONLY` transaction, with the session's
+//! `statement_timeout` set to the query's timeout, so the server cancels
+//! it.
 
 use rust_decimal::Decimal;
 use sqlx::postgres::types::{Oid, PgInterval};
@@ -7,7 +8,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{AssertSqlSafe, Connection as _};
 
 use crate::config::Query;
-use crate::database::{fetch_then_roll_back, RunError};
+use crate::database::{fetch_then_roll_back, RunError, SessionLimit};
 use crate::decode::{self, seconds_of_interval, try_number, try_text};
 use crate::table::{Cell, Table};
 
@@ -15,19 +16,25 @@ use crate::table::{Cell, Table};
 /// (`query_canceled`).
 pub const QUERY_CANCELED: &str = "57014";
 
-/// Runs `query` on `conn`: `BEGIN READ ONLY`, `SET LOCAL statement_timeout`,
-/// the query, `ROLLBACK`.
+/// Runs `query` on `conn`: `SET statement_timeout` (unless the session
+/// has the query's already), `BEGIN READ ONLY`, the query, `ROLLBACK`.
 pub async fn run(
     conn: &mut PgConnection,
+    limit: &mut SessionLimit,
     query: &Query,
     max_rows: usize,
 ) -> Result<Table, RunError> {
-    let mut tx = conn.begin_with("BEGIN READ ONLY").await?;
-    // SET does not take parameters; the number is ours, not the user's.
-    let ms = query.timeout.as_millis().max(1);
-    sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL statement_timeout = {ms}")))
-        .execute(&mut *tx)
-        .await?;
+    let set = limit.statement(query.timeout, |t| {
+        format!("SET statement_timeout = {}", t.as_millis().max(1))
+    });
+    if let Some(set) = set {
+        // SET does not take parameters; the number is ours, not the user's.
+        sqlx::raw_sql(AssertSqlSafe(set))
+            .execute(&mut *conn)
+            .await?;
+        limit.record(query.timeout);
+    }
+    let tx = conn.begin_with("BEGIN READ ONLY").await?;
     fetch_then_roll_back(tx, query, max_rows, cell).await
 }
 
