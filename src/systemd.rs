@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-/// Reports a state to systemd; an error is logged once per kind of state.
-fn notify(state: NotifyState<'_>, what: &str) {
+/// Reports `states` to systemd in one message; the first error of the
+/// process is logged, the others would only repeat it.
+fn notify(states: &[NotifyState<'_>], what: &str) {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    if let Err(e) = sd_notify::notify(&[state]) {
+    if let Err(e) = sd_notify::notify(states) {
         if !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!("cannot tell systemd {what} through $NOTIFY_SOCKET: {e}");
         }
@@ -36,13 +37,12 @@ fn notify(state: NotifyState<'_>, what: &str) {
 
 /// Tells systemd the agent is up: its collectors and outputs are started.
 pub fn ready(status: &str) {
-    notify(NotifyState::Ready, "READY");
-    notify(NotifyState::Status(status), "STATUS");
+    notify(&[NotifyState::Ready, NotifyState::Status(status)], "READY");
 }
 
 /// Tells systemd the agent is stopping (it delivers what it holds first).
 pub fn stopping() {
-    notify(NotifyState::Stopping, "STOPPING");
+    notify(&[NotifyState::Stopping], "STOPPING");
 }
 
 /// Evidence that the async runtime runs tasks: a counter a task on it
@@ -115,7 +115,7 @@ fn keep_alive(heartbeat: &Heartbeat, every: Duration, stopped: &mpsc::Receiver<(
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
         let now = heartbeat.count();
         if now != last {
-            notify(NotifyState::Watchdog, "WATCHDOG");
+            notify(&[NotifyState::Watchdog], "WATCHDOG");
             if stalled {
                 tracing::warn!(
                     "the runtime makes progress again: reporting alive to systemd again"
