@@ -2,6 +2,7 @@
 //! section labels, and the reasons given for options left out.
 
 use super::configobj::{Entry, Value};
+use carat_collector::options::{Patterns, Search};
 
 /// One TOML table of the output.
 pub(super) struct Table {
@@ -98,14 +99,12 @@ pub(super) fn words(e: &Entry) -> Vec<String> {
         .collect()
 }
 
-/// Each item must be a regex carat's engine accepts.
+/// Each item must be a regex carat accepts: checked as the configuration
+/// loader checks it ([`Patterns::new`]).
 pub(super) fn regexes(items: Vec<String>) -> Result<Vec<String>, String> {
     for item in &items {
-        regex::Regex::new(item).map_err(|e| {
-            let first = e.to_string();
-            let reason = first.lines().last().unwrap_or("").trim().to_owned();
-            format!("regex `{item}` is not one carat can use ({reason})")
-        })?;
+        Patterns::<Search>::new([item.as_str()])
+            .map_err(|e| format!("regex `{item}` is not one carat can use ({e})"))?;
     }
     Ok(items)
 }
