@@ -359,6 +359,7 @@ fn bench_tcp_end_to_end(c: &mut Criterion) {
                         rx,
                         Arc::clone(&stats),
                         closing,
+                        Vec::new(),
                     ));
                     let start = Instant::now();
                     for batch in &batches {

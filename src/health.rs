@@ -75,7 +75,7 @@ fn output_problem(s: &OutputStats, now: u64) -> Option<String> {
 pub fn report(stats: &AgentStats) -> (bool, String) {
     let mut problems = String::new();
     let mut lines = String::new();
-    for (name, s) in &stats.collectors {
+    for (name, s) in &stats.collectors() {
         let failing = s.failing.load(Ordering::Relaxed);
         let state = if failing { "failing" } else { "ok" };
         let _ = writeln!(
@@ -91,7 +91,7 @@ pub fn report(stats: &AgentStats) -> (bool, String) {
         }
     }
     let now = now_ms();
-    for (name, s) in &stats.outputs {
+    for (name, s) in &stats.outputs() {
         let connected = s.connected.load(Ordering::Relaxed);
         let _ = writeln!(
             lines,

@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use carat::agent::LoadConfig;
 use carat::config::Outputs;
 use carat::{load_config, load_config_with, Agent, Registry};
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent in the foreground until SIGTERM, SIGINT or SIGQUIT.
+    /// Run the agent in the foreground until SIGTERM, SIGINT or SIGQUIT;
+    /// SIGHUP reloads the configuration.
     Run,
     /// Run every enabled collector twice, print the metrics, exit. Any valid
     /// configuration, with or without outputs: nothing is sent.
@@ -69,7 +74,7 @@ fn main() -> ExitCode {
                 let source = if builtin {
                     "the built-in default".to_owned()
                 } else {
-                    describe_files(&config)
+                    config.describe_files()
                 };
                 let enabled = config
                     .collectors
@@ -92,7 +97,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
-            init_logging(&config.agent.log_level);
+            let _ = init_logging(&config.agent.log_level);
             let gap = Duration::try_from_secs_f64(gap).unwrap_or(Duration::from_secs(1));
             let Ok(runtime) = runtime() else {
                 eprintln!("carat: cannot start the async runtime");
@@ -117,30 +122,40 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(&e),
             };
-            init_logging(&config.agent.log_level);
+            let log_filter = init_logging(&config.agent.log_level);
             if builtin {
                 tracing::info!(
                     "no configuration file found (-c, $CARAT_CONFIG, {}): running the built-in default: cpu, memory and loadavg every 10 s to standard output",
                     carat::defaults::SYSTEM_PATH
                 );
             } else {
-                tracing::info!("configuration read from {}", describe_files(&config));
+                tracing::info!("configuration read from {}", config.describe_files());
             }
             let Ok(runtime) = runtime() else {
                 eprintln!("carat: cannot start the async runtime");
                 return ExitCode::FAILURE;
             };
+            // A reload reads the configuration as the start did, and applies
+            // its log level unless RUST_LOG sets one.
+            let path = cli.config.clone();
+            let load: LoadConfig = Arc::new(move || {
+                let (config, _) = load_config(path.as_deref(), &registry)?;
+                log_filter.apply(&config.agent.log_level);
+                Ok(config)
+            });
             runtime.block_on(async {
                 // First: until the handlers are in place, SIGHUP and most
                 // other signals end the process, losing what is buffered.
                 let signals = carat::signals::Signals::install();
+                let (commands, received) = tokio::sync::mpsc::channel(4);
+                tokio::spawn(signals.forward(commands));
                 let agent = Agent::new(config);
                 tracing::info!(
                     "carat {} running as host `{}`",
                     env!("CARGO_PKG_VERSION"),
                     agent.host()
                 );
-                agent.run_until(signals.until_stop()).await;
+                agent.run(received, Some(load)).await;
             });
             ExitCode::SUCCESS
         }
@@ -173,15 +188,6 @@ fn migrate_diamond(path: &std::path::Path, registry: &Registry) -> ExitCode {
     }
 }
 
-fn describe_files(config: &carat::Config) -> String {
-    config
-        .files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn config_error(e: &carat::ConfigError) -> ExitCode {
     eprintln!("carat: configuration error: {e}");
     ExitCode::from(2)
@@ -205,19 +211,56 @@ fn colour_wanted() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// The log filter, changed by a reload's `log_level` unless `RUST_LOG` set
+/// it.
+struct LogFilter {
+    handle: Option<tracing_subscriber::reload::Handle<EnvFilter, Formatter>>,
+}
+
+type Formatter = tracing_subscriber::fmt::Formatter<
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    fn() -> std::io::Stderr,
+>;
+
+impl LogFilter {
+    /// Logs at `level` from now on; a level that is not one is logged and
+    /// changes nothing.
+    fn apply(&self, level: &str) {
+        let Some(handle) = &self.handle else { return };
+        match EnvFilter::try_new(level) {
+            Ok(filter) => {
+                if let Err(e) = handle.reload(filter) {
+                    tracing::warn!("cannot change the log level to {level}: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("log_level {level:?} is not a log level ({e}); kept as it was")
+            }
+        }
+    }
+}
+
+fn init_logging(default_level: &str) -> LogFilter {
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(default_level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr as fn() -> std::io::Stderr)
         .with_ansi(colour_wanted())
         .with_target(false)
-        .init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
     // Collector panics are caught and reported once per burst by the
     // scheduler; the default hook would print every one of them.
     std::panic::set_hook(Box::new(|info| {
         tracing::debug!("panic: {info}");
     }));
+    LogFilter {
+        handle: (!fixed).then_some(handle),
+    }
 }

@@ -32,7 +32,7 @@ use crate::stats::CollectorStats;
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
 
 /// When an instance runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
     /// Time between runs.
     pub interval: Duration,

@@ -38,7 +38,7 @@ impl SelfCollector {
     }
 
     fn collect_now(&mut self, batch: &mut Batch) -> Result<(), CollectorError> {
-        for (name, s) in &self.stats.collectors {
+        for (name, s) in &self.stats.collectors() {
             let n = name.as_str();
             batch.counter_parts(&["collector", n, "runs"], get(&s.runs), None);
             batch.counter_parts(&["collector", n, "errors"], get(&s.errors), None);
@@ -59,7 +59,7 @@ impl SelfCollector {
             let failing = s.failing.load(std::sync::atomic::Ordering::Relaxed);
             batch.gauge_parts(&["collector", n, "failing"], f64::from(u8::from(failing)));
         }
-        for (name, s) in &self.stats.outputs {
+        for (name, s) in &self.stats.outputs() {
             let n = name.as_str();
             batch.counter_parts(&["output", n, "sent"], get(&s.sent), None);
             batch.counter_parts(&["output", n, "dropped"], get(&s.dropped), None);
@@ -139,10 +139,11 @@ mod tests {
 
     #[test]
     fn run_time_is_published_once_a_run_has_finished() {
-        let stats = Arc::new(AgentStats {
-            collectors: vec![("cpu".to_owned(), Arc::default())],
-            outputs: Vec::new(),
-        });
+        let cpu: Arc<crate::stats::CollectorStats> = Arc::default();
+        let stats = Arc::new(AgentStats::new(
+            vec![("cpu".to_owned(), Arc::clone(&cpu))],
+            Vec::new(),
+        ));
         let mut collector = SelfCollector::new(Arc::clone(&stats));
         let run_time = |c: &mut SelfCollector| {
             let mut b = Batch::new();
@@ -154,9 +155,7 @@ mod tests {
             found
         };
         assert_eq!(run_time(&mut collector), None, "no run has finished");
-        stats.collectors[0]
-            .1
-            .last_run_micros
+        cpu.last_run_micros
             .store(217, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(
             run_time(&mut collector),

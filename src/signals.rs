@@ -11,8 +11,8 @@
 //!   core). SIGXCPU comes when the soft CPU-time limit is passed and is
 //!   repeated every second until the hard limit's SIGKILL: stopping at once
 //!   is the only way to deliver what is buffered before that.
-//! - SIGHUP asks for a reload of the configuration. Reload is not built yet:
-//!   the agent logs that and carries on with the configuration it has.
+//! - SIGHUP reloads the configuration ([`crate::agent`]): a configuration
+//!   that is refused leaves what runs as it is.
 //! - The other signals that would end the process (SIGUSR1, SIGUSR2,
 //!   SIGALRM, SIGVTALRM, SIGPROF, SIGIO/SIGPOLL, SIGXFSZ, and on Linux
 //!   SIGPWR, SIGSTKFLT and the real-time signals) are ignored, with one log
@@ -29,6 +29,9 @@ use std::future::poll_fn;
 use std::task::Poll;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::agent::Command;
 
 /// What a signal asks of the agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,27 +165,30 @@ impl Signals {
         .await
     }
 
-    /// Completes when a signal asks the agent to stop, logging (and
-    /// otherwise ignoring) the others.
-    pub async fn until_stop(mut self) {
+    /// Turns signals into the agent's commands until a stop is sent (or the
+    /// agent is gone); the ignored ones are logged.
+    pub async fn forward(mut self, commands: mpsc::Sender<Command>) {
         loop {
             let received = self.next().await;
-            match received.action {
+            let command = match received.action {
                 SignalAction::Stop => {
                     tracing::info!("{} received", received.name);
-                    return;
+                    Command::Stop
                 }
-                // Where a reload will go: re-read the configuration, and on
-                // success restart collectors and outputs with their buffers
-                // and rate state kept.
-                SignalAction::Reload => tracing::warn!(
-                    "{} received: reload is not supported yet, restart to apply a new configuration",
-                    received.name
-                ),
-                SignalAction::Ignore => tracing::warn!(
-                    "{} received and ignored (carat stops on SIGTERM, SIGINT, SIGQUIT or SIGXCPU)",
-                    received.name
-                ),
+                SignalAction::Reload => {
+                    tracing::info!("{} received: reloading the configuration", received.name);
+                    Command::Reload
+                }
+                SignalAction::Ignore => {
+                    tracing::warn!(
+                        "{} received and ignored (carat stops on SIGTERM, SIGINT, SIGQUIT or SIGXCPU, and reloads on SIGHUP)",
+                        received.name
+                    );
+                    continue;
+                }
+            };
+            if commands.send(command).await.is_err() || command == Command::Stop {
+                return;
             }
         }
     }

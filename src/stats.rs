@@ -2,7 +2,7 @@
 //! self-metrics collector and read by tests.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use carat_collector::error::LABELS;
@@ -134,29 +134,73 @@ pub fn now_ms() -> u64 {
     start.elapsed().as_millis() as u64 + 1
 }
 
-/// The statistics of every collector instance and output, fixed when the
-/// agent starts.
+/// The statistics of every collector instance and output the agent runs
+/// now. A reload changes the lists: an instance or output that stays keeps
+/// its statistics (its counters carry on), a new one starts at zero, and a
+/// removed one leaves the lists.
 #[derive(Debug, Default)]
 pub struct AgentStats {
-    /// Per collector instance, by instance name.
-    pub collectors: Vec<(String, Arc<CollectorStats>)>,
-    /// Per output, by output name.
-    pub outputs: Vec<(String, Arc<OutputStats>)>,
+    collectors: RwLock<Vec<(String, Arc<CollectorStats>)>>,
+    outputs: RwLock<Vec<(String, Arc<OutputStats>)>>,
 }
 
 impl AgentStats {
+    /// Statistics for these collector instances and outputs, by name.
+    pub fn new(
+        collectors: Vec<(String, Arc<CollectorStats>)>,
+        outputs: Vec<(String, Arc<OutputStats>)>,
+    ) -> Self {
+        AgentStats {
+            collectors: RwLock::new(collectors),
+            outputs: RwLock::new(outputs),
+        }
+    }
+
     /// The statistics of collector instance `name`.
-    pub fn collector(&self, name: &str) -> Option<&Arc<CollectorStats>> {
-        self.collectors
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s)
+    pub fn collector(&self, name: &str) -> Option<Arc<CollectorStats>> {
+        find(&self.collectors, name)
     }
 
     /// The statistics of output `name`.
-    pub fn output(&self, name: &str) -> Option<&Arc<OutputStats>> {
-        self.outputs.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    pub fn output(&self, name: &str) -> Option<Arc<OutputStats>> {
+        find(&self.outputs, name)
     }
+
+    /// Every collector instance's statistics, by instance name.
+    pub fn collectors(&self) -> Vec<(String, Arc<CollectorStats>)> {
+        read(&self.collectors).clone()
+    }
+
+    /// Every output's statistics, by output name.
+    pub fn outputs(&self) -> Vec<(String, Arc<OutputStats>)> {
+        read(&self.outputs).clone()
+    }
+
+    /// Replaces the list of collector instances (after a reload).
+    pub fn set_collectors(&self, collectors: Vec<(String, Arc<CollectorStats>)>) {
+        *self
+            .collectors
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = collectors;
+    }
+
+    /// Replaces the list of outputs (after a reload).
+    pub fn set_outputs(&self, outputs: Vec<(String, Arc<OutputStats>)>) {
+        *self.outputs.write().unwrap_or_else(PoisonError::into_inner) = outputs;
+    }
+}
+
+/// The lists hold only `Arc`s: a panic while one was locked cannot have
+/// left it half changed, so a poisoned lock is read as it is.
+fn read<T>(list: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    list.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn find<T>(list: &RwLock<Vec<(String, Arc<T>)>>, name: &str) -> Option<Arc<T>> {
+    read(list)
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| Arc::clone(s))
 }
 
 /// Reads an atomic counter.

@@ -1,6 +1,7 @@
 //! The agent's side of systemd's service protocol (`sd_notify(3)`), for a
 //! unit of `Type=notify` with `WatchdogSec=`: READY once collectors and
-//! outputs are started, STOPPING when the agent begins to stop, and
+//! outputs are started, RELOADING then READY around a reload, STOPPING when
+//! the agent begins to stop, and
 //! WATCHDOG keep-alives only while the agent's async runtime makes
 //! progress, so that systemd restarts an agent that is wedged rather than
 //! one that merely looks alive.
@@ -38,6 +39,16 @@ fn notify(states: &[NotifyState<'_>], what: &str) {
 /// Tells systemd the agent is up: its collectors and outputs are started.
 pub fn ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)], "READY");
+}
+
+/// Tells systemd a reload has begun; [`ready`] says it is over, applied or
+/// refused. The monotonic time lets systemd tell this reload from an
+/// earlier one (required under `Type=notify-reload`).
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now], "RELOADING"),
+        Err(_) => notify(&[NotifyState::Reloading], "RELOADING"),
+    }
 }
 
 /// Tells systemd the agent is stopping (it delivers what it holds first).

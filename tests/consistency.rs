@@ -211,6 +211,23 @@ fn conf_carat_toml_is_the_assembled_sample() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), assembled);
 }
 
+#[test]
+fn the_packaged_configuration_is_the_sample_reading_conf_d() {
+    let packaged = read(&root().join("packaging/carat.toml"));
+    let sample = carat::defaults::sample_config(&Registry::builtin());
+    let commented = "# config_dir = \"/etc/carat/conf.d\"  ";
+    assert!(
+        sample.contains(commented),
+        "the sample has no {commented:?} line"
+    );
+    let expected = sample.replacen(commented, "config_dir = \"/etc/carat/conf.d\"    ", 1);
+    assert!(
+        packaged == expected,
+        "packaging/carat.toml is not the sample with config_dir set: regenerate it with\n\
+         \n    cargo run -q -- sample-config | sed 's|^# config_dir = \"/etc/carat/conf.d\"  |config_dir = \"/etc/carat/conf.d\"    |' > packaging/carat.toml\n"
+    );
+}
+
 /// The sample with every kind's section uncommented: every collector on,
 /// every option set.
 fn everything_on(registry: &Registry) -> String {

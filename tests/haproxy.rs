@@ -424,8 +424,8 @@ port = {port}
     );
     for (instance, kind) in expected {
         let (_, s) = stats
-            .collectors
-            .iter()
+            .collectors()
+            .into_iter()
             .find(|(name, _)| name.ends_with(instance))
             .unwrap_or_else(|| panic!("no statistics for {instance}"));
         let by_kind: Vec<(&str, u64)> = s.errors_by_kind().collect();

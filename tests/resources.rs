@@ -36,6 +36,56 @@ fn fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// The agent's descriptors and memory at one moment, and the lines it had
+/// delivered by then.
+struct Snapshot {
+    fds: usize,
+    rss_kib: u64,
+    lines: usize,
+}
+
+impl Snapshot {
+    fn of(pid: u32, sink: &LineSink) -> Snapshot {
+        Snapshot {
+            fds: fds(pid),
+            rss_kib: rss_kib(pid),
+            lines: sink.lines().len(),
+        }
+    }
+
+    /// Since `warm`, over `what`: more than `min_lines` lines delivered (the
+    /// agent was working), the same descriptors open, and resident memory
+    /// grown by at most `rss_slack_kib`.
+    fn assert_flat_since(&self, warm: &Snapshot, min_lines: usize, rss_slack_kib: u64, what: &str) {
+        let lines = self.lines - warm.lines;
+        eprintln!(
+            "over {what}: fds {} -> {}, rss {} -> {} KiB, {lines} lines",
+            warm.fds, self.fds, warm.rss_kib, self.rss_kib
+        );
+        assert!(lines > min_lines, "only {lines} lines over {what}");
+        assert_eq!(
+            self.fds, warm.fds,
+            "open descriptors changed from {} to {} over {what}",
+            warm.fds, self.fds
+        );
+        assert!(
+            self.rss_kib <= warm.rss_kib + rss_slack_kib,
+            "resident memory grew from {} KiB to {} KiB over {what}",
+            warm.rss_kib,
+            self.rss_kib
+        );
+    }
+}
+
+/// SIGTERM, and an orderly exit.
+fn stop(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
 #[test]
 fn descriptors_and_memory_stay_flat_over_thousands_of_cycles() {
     let sink = LineSink::start();
@@ -76,7 +126,7 @@ max_buffered = 1000
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_carat"))
+    let child = Command::new(env!("CARGO_BIN_EXE_carat"))
         .args(["run", "-c"])
         .arg(&config)
         .env("RUST_LOG", "error")
@@ -86,36 +136,96 @@ max_buffered = 1000
         .unwrap();
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(4));
-    let (fds_warm, rss_warm) = (fds(pid), rss_kib(pid));
-    let lines_warm = sink.lines().len();
+    let warm = Snapshot::of(pid, &sink);
     std::thread::sleep(Duration::from_secs(12));
-    let (fds_end, rss_end) = (fds(pid), rss_kib(pid));
-    let lines_end = sink.lines().len();
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
-    eprintln!(
-        "fds {fds_warm} -> {fds_end}, rss {rss_warm} -> {rss_end} KiB, {} lines in 12 s",
-        lines_end - lines_warm
-    );
-
+    let end = Snapshot::of(pid, &sink);
+    stop(child);
     // The agent was really working: 12 s at 20 ms is ~600 cycles of each
-    // collector, well over 10,000 lines.
+    // collector, well over 10,000 lines. Allocator noise is a few pages; a
+    // per-cycle leak of 200 bytes in each of the ten collectors would be
+    // over 1 MiB in 600 cycles.
+    end.assert_flat_since(&warm, 10_000, 256, "12 s of cycles");
+}
+
+#[test]
+fn descriptors_and_memory_stay_flat_over_hundreds_of_reloads() {
+    let sink = LineSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("carat.toml");
+    let health = [support::agent::free_port(), support::agent::free_port()];
+    // Each reload changes a collector (cpu comes and goes), the output (its
+    // buffer bound: a new connection, the old one's buffer handed over) and
+    // the health endpoint's port.
+    let write = |round: usize| {
+        let odd = round % 2 == 1;
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[agent]
+hostname = "reloads"
+interval = 0.05
+splay = 0
+health_listen = "127.0.0.1:{}"
+
+[collector.memory]
+[collector.loadavg]
+{}
+[output.graphite]
+port = {}
+max_buffered = {}
+"#,
+                health[round % 2],
+                if odd { "[collector.cpu]" } else { "" },
+                sink.port(),
+                1000 + round % 2
+            ),
+        )
+        .unwrap();
+    };
+    write(0);
+    let log = dir.path().join("carat.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_carat"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let hup = |round: usize| {
+        write(round);
+        let rc = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(rc.success());
+        std::thread::sleep(Duration::from_millis(40));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    // Warm up: allocations that are made once (thread stacks, buffers at
+    // their working size) are made.
+    for round in 1..=40 {
+        hup(round);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let warm = Snapshot::of(pid, &sink);
+    let rounds = 300;
+    for round in 41..=40 + rounds {
+        hup(round);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let end = Snapshot::of(pid, &sink);
+    stop(child);
+    let log = std::fs::read_to_string(&log).unwrap();
+    let reloads = log.matches("reload: configuration read from").count();
+    eprintln!("{reloads} reloads applied");
+    // Signals sent while one is pending merge into one: most are applied.
     assert!(
-        lines_end - lines_warm > 10_000,
-        "only {} lines in 12 s",
-        lines_end - lines_warm
+        reloads >= (40 + rounds) * 9 / 10,
+        "only {reloads} reloads applied"
     );
-    assert_eq!(
-        fds_end, fds_warm,
-        "open descriptors changed from {fds_warm} to {fds_end}"
-    );
-    // Allocator noise is a few pages; a per-cycle leak of 200 bytes in each
-    // of the ten collectors would be over 1 MiB in 600 cycles.
-    assert!(
-        rss_end <= rss_warm + 256,
-        "resident memory grew from {rss_warm} KiB to {rss_end} KiB"
-    );
+    assert!(!log.contains("reload refused"), "{log}");
+    end.assert_flat_since(&warm, 1000, 512, &format!("{rounds} reloads"));
 }

@@ -642,6 +642,10 @@ fn add_collector(
         enabled: common.enabled,
     };
     check_build(src, &instance, &build, &agent.environment(&name))?;
+    // What a reload compares to tell whether the instance changed: its
+    // options as merged and substituted, without the positions in the file.
+    let settings = toml::Table::deserialize(ValueDeserializer::from(table_value.clone()))
+        .map_err(|e| src.error(Some(span.clone()), Some(key.clone()), e.message()))?;
     let origin = src.origin(span);
     if let Some(previous) = acc.collectors.get(&name) {
         return Err(src.error(
@@ -660,6 +664,7 @@ fn add_collector(
             kind: kind.kind,
             default_path: kind.default_path,
             common,
+            settings,
             build,
             origin,
         },

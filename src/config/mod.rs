@@ -53,6 +53,11 @@ pub struct CollectorInstance {
     pub default_path: &'static str,
     /// Options every collector has.
     pub common: CommonOptions,
+    /// Every option of the instance as configured (a named instance's
+    /// merged with its kind table's, `${VAR}`s substituted): two instances
+    /// with equal settings build the same collector, which is how a reload
+    /// tells an unchanged instance from a changed one.
+    pub settings: toml::Table,
     /// Builds the collector from its validated options.
     pub build: BuildFn,
     /// Where it was configured.
@@ -180,6 +185,12 @@ impl Config {
     /// The sys root: `agent.sys_root`, else `$HOST_SYS`, else `/sys`.
     pub fn sys_root(&self) -> PathBuf {
         self.agent.sys_root()
+    }
+
+    /// The files read, for logs: `/etc/carat/carat.toml, /etc/carat/conf.d/a.toml`.
+    pub fn describe_files(&self) -> String {
+        let names: Vec<String> = self.files.iter().map(|f| f.display().to_string()).collect();
+        names.join(", ")
     }
 }
 

@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use super::reliable::{self, LinkError, Settings, Transport};
-use super::{Closing, OutputBatch};
+use super::{Closing, Leftover, OutputBatch};
 use crate::config::AmqpConfig;
 use crate::stats::OutputStats;
 
@@ -490,18 +490,21 @@ pub fn settings(config: &AmqpConfig) -> Settings {
     )
 }
 
-/// Runs an amqp output until its queue closes and what it holds is
-/// delivered, spooled or counted.
+/// Runs an amqp output, starting with the lines a predecessor handed over,
+/// until its queue closes and what it holds is delivered, spooled or counted
+/// (or returned, when it is replaced).
 pub async fn run(
     name: String,
     config: AmqpConfig,
     mut queue: mpsc::Receiver<OutputBatch>,
     stats: Arc<OutputStats>,
     closing: Closing,
-) {
+    inherited: Leftover,
+) -> Leftover {
     match AmqpTransport::new(&name, &config) {
         Ok(transport) => {
-            reliable::run(name, transport, settings(&config), queue, stats, closing).await;
+            let settings = settings(&config);
+            reliable::run(name, transport, settings, queue, stats, closing, inherited).await
         }
         Err(e) => {
             // The configuration was checked when it was loaded; this is a
@@ -509,9 +512,11 @@ pub async fn run(
             tracing::error!(output = %name, "cannot start: {e}; dropping its metrics");
             OutputStats::add(&stats.errors, 1);
             stats.connected.store(false, Ordering::Relaxed);
+            stats.record_drops(inherited.iter().map(|s| s.lines as u64).sum());
             while let Some(batch) = queue.recv().await {
                 stats.record_drops(batch.len() as u64);
             }
+            Leftover::new()
         }
     }
 }

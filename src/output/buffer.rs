@@ -134,6 +134,21 @@ impl LineBuffer {
         }
     }
 
+    /// Appends segments taken from another buffer ([`LineBuffer::take_all`]),
+    /// as the newest lines; [`LineBuffer::spill_excess`] applies the bound.
+    pub fn append(&mut self, segments: impl IntoIterator<Item = Segment>) {
+        for seg in segments.into_iter().filter(|s| s.lines > 0) {
+            self.lines += seg.lines;
+            self.segments.push_back(seg);
+        }
+    }
+
+    /// Removes every segment, oldest first, and returns them.
+    pub fn take_all(&mut self) -> Vec<Segment> {
+        self.lines = 0;
+        self.segments.drain(..).collect()
+    }
+
     /// The oldest segment, to be written.
     pub fn front(&self) -> Option<&Segment> {
         self.segments.front()

@@ -28,7 +28,7 @@ use super::backoff::Backoff;
 use super::encode::encode_line;
 use super::pickle;
 use super::reliable::{self, LinkError, Settings, Transport};
-use super::{Closing, OutputBatch};
+use super::{Closing, Leftover, OutputBatch};
 use crate::config::{GraphiteConfig, GraphiteProtocol};
 use crate::stats::OutputStats;
 
@@ -269,17 +269,20 @@ pub fn settings(config: &GraphiteConfig) -> Settings {
     )
 }
 
-/// Runs a TCP graphite output (plaintext or pickle) until its queue closes
-/// and what it holds is delivered, spooled or counted.
+/// Runs a TCP graphite output (plaintext or pickle), starting with the
+/// lines a predecessor handed over, until its queue closes and what it holds
+/// is delivered, spooled or counted (or returned, when it is replaced).
 pub async fn run_tcp(
     name: String,
     config: GraphiteConfig,
     queue: mpsc::Receiver<OutputBatch>,
     stats: Arc<OutputStats>,
     closing: Closing,
-) {
+    inherited: Leftover,
+) -> Leftover {
     let transport = CarbonTcp::new(&config);
-    reliable::run(name, transport, settings(&config), queue, stats, closing).await;
+    let settings = settings(&config);
+    reliable::run(name, transport, settings, queue, stats, closing, inherited).await
 }
 
 /// Runs a UDP graphite output: lines packed into datagrams of at most

@@ -4,6 +4,13 @@
 //! hand each batch to every queue without waiting ([`Fanout::send`]); a full
 //! queue drops that batch for that output only, and counts it. So a slow or
 //! dead output never delays collection or another output.
+//!
+//! An output ends when its queue closes (the agent stops, or a reload
+//! removed or replaced it) after delivering what it holds for the time its
+//! [`Closing`] gives it. What is left then goes to its spool or is counted
+//! as dropped; when a reload replaced it by the same output with other
+//! options, what is left in memory is handed to that successor instead
+//! ([`Leftover`]).
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
@@ -18,7 +25,7 @@ pub mod statsd;
 pub mod stdout;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use regex::RegexSet;
@@ -27,6 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{GraphiteProtocol, OutputInstance, OutputSettings};
 use crate::metrics::MetricBatch;
+use crate::output::buffer::Segment;
 use crate::stats::OutputStats;
 
 /// What travels on an output's queue: one collector run's metrics, shared
@@ -37,44 +45,68 @@ pub type OutputBatch = Arc<MetricBatch>;
 /// collectors, several minutes of an output that stopped reading.
 pub const DEFAULT_QUEUE_SIZE: usize = 1024;
 
-/// How long outputs may keep delivering once the agent starts to stop:
-/// `grace` (the agent's `shutdown_timeout`) from the moment it starts.
-/// What an output cannot deliver by then goes to its spool or is counted as
-/// dropped.
+/// What an output holds in memory when it is replaced by a reload: encoded
+/// lines, oldest first, handed to its successor. Empty for the outputs that
+/// do not buffer.
+pub type Leftover = Vec<Segment>;
+
+/// How long an output may keep delivering once it is told to end: `grace`
+/// (the agent's `shutdown_timeout`) from that moment. What it cannot deliver
+/// by then goes to its spool or is counted as dropped when the agent stops,
+/// or is handed over when a reload replaced the output
+/// ([`ClosingSignal::hand_over`]).
 #[derive(Clone, Debug)]
 pub struct Closing {
     grace: Duration,
-    started: watch::Receiver<Option<tokio::time::Instant>>,
+    ending: watch::Receiver<Option<Ending>>,
+}
+
+/// When an output was told to end, and why.
+#[derive(Clone, Copy, Debug)]
+struct Ending {
+    deadline: tokio::time::Instant,
+    /// Replaced: what is left goes to the successor, not to the spool.
+    hand_over: bool,
 }
 
 /// The agent's side of [`Closing`]: starts the clock.
 #[derive(Debug)]
-pub struct ClosingSignal(watch::Sender<Option<tokio::time::Instant>>);
+pub struct ClosingSignal(watch::Sender<Option<Ending>>);
 
 impl Closing {
-    /// Outputs get `grace` from the moment `signal` is started.
+    /// An output's closing, and the signal that starts it; `grace` is the
+    /// time it gets when its queue closes without the signal.
     pub fn new(grace: Duration) -> (Closing, ClosingSignal) {
-        let (tx, rx) = watch::channel(None);
-        (Closing { grace, started: rx }, ClosingSignal(tx))
+        let (sender, ending) = watch::channel(None);
+        (Closing { grace, ending }, ClosingSignal(sender))
     }
 
-    /// The deadline: `grace` after the stop started, or after now if it
-    /// has not started (an output whose queue closed on its own).
+    /// The deadline: `grace` after the output was told to end, or after now
+    /// if it was not (an output whose queue closed on its own).
     pub fn deadline(&self) -> tokio::time::Instant {
-        let from = (*self.started.borrow()).unwrap_or_else(tokio::time::Instant::now);
-        from + self.grace
+        match *self.ending.borrow() {
+            Some(ending) => ending.deadline,
+            None => tokio::time::Instant::now() + self.grace,
+        }
     }
 
-    /// Completes at the deadline once the stop has started; never before.
+    /// True when the output was replaced by a reload: what it could not
+    /// deliver by the deadline is handed to its successor.
+    pub fn hands_over(&self) -> bool {
+        self.ending.borrow().is_some_and(|e| e.hand_over)
+    }
+
+    /// Completes at the deadline once the output was told to end; never
+    /// before.
     pub async fn expired(&self) {
-        let mut started = self.started.clone();
+        let mut ending = self.ending.clone();
         loop {
-            let at = *started.borrow_and_update();
-            if let Some(at) = at {
-                tokio::time::sleep_until(at + self.grace).await;
+            let deadline = ending.borrow_and_update().map(|e| e.deadline);
+            if let Some(deadline) = deadline {
+                tokio::time::sleep_until(deadline).await;
                 return;
             }
-            if started.changed().await.is_err() {
+            if ending.changed().await.is_err() {
                 // The agent is gone without stopping: nothing will expire.
                 std::future::pending::<()>().await;
             }
@@ -83,13 +115,36 @@ impl Closing {
 }
 
 impl ClosingSignal {
-    /// The agent starts to stop: outputs have `grace` from now.
-    pub fn start(&self) {
-        self.0.send_replace(Some(tokio::time::Instant::now()));
+    /// The agent starts to stop: the output has `grace` from now, then
+    /// keeps what is left in its spool or counts it as dropped.
+    pub fn start(&self, grace: Duration) {
+        self.end(grace, false);
+    }
+
+    /// A reload replaced the output: it has `grace` from now to deliver,
+    /// then hands what is left in memory to its successor. Its spool stays
+    /// on disk, for the successor when that uses the same directory.
+    pub fn hand_over(&self, grace: Duration) {
+        self.end(grace, true);
+    }
+
+    /// The first call decides; later ones change nothing.
+    fn end(&self, grace: Duration, hand_over: bool) {
+        self.0.send_if_modified(|ending| {
+            if ending.is_some() {
+                return false;
+            }
+            *ending = Some(Ending {
+                deadline: tokio::time::Instant::now() + grace,
+                hand_over,
+            });
+            true
+        });
     }
 }
 
-struct Queue {
+/// One output's end of the fan-out.
+pub struct Queue {
     name: String,
     sender: mpsc::Sender<OutputBatch>,
     stats: Arc<OutputStats>,
@@ -139,9 +194,11 @@ impl PathFilter {
     }
 }
 
-/// Hands batches to every output's queue.
+/// Hands batches to every output's queue. A reload changes the queues; a
+/// batch goes to those there when it is sent.
+#[derive(Default)]
 pub struct Fanout {
-    queues: Vec<Queue>,
+    queues: RwLock<Vec<Arc<Queue>>>,
 }
 
 impl Fanout {
@@ -152,7 +209,10 @@ impl Fanout {
             return;
         }
         let batch = Arc::new(batch);
-        for q in &self.queues {
+        // The lock is only held to hand out batches; a panic cannot leave
+        // the list half changed.
+        let queues = self.queues.read().unwrap_or_else(PoisonError::into_inner);
+        for q in queues.iter() {
             let for_queue = match &q.filter {
                 None => Arc::clone(&batch),
                 Some(f) => {
@@ -184,6 +244,13 @@ impl Fanout {
             }
         }
     }
+
+    /// Sends from now on to `queues` only. A queue left out is closed once
+    /// the caller drops its last handle: its output then delivers what it
+    /// holds and ends.
+    pub fn set_queues(&self, queues: Vec<Arc<Queue>>) {
+        *self.queues.write().unwrap_or_else(PoisonError::into_inner) = queues;
+    }
 }
 
 /// A UDP socket connected to `target` (`host:port`), bound to the
@@ -208,69 +275,96 @@ pub(crate) async fn udp_socket(target: &str) -> std::io::Result<tokio::net::UdpS
     Ok(socket)
 }
 
-/// The running outputs: their fan-out and their tasks.
-pub struct Outputs {
-    /// Where collectors send batches.
-    pub fanout: Arc<Fanout>,
-    /// The output tasks; each ends once every [`Fanout`] is dropped and it
-    /// has delivered what it holds (or its grace time ran out).
-    pub tasks: Vec<(String, JoinHandle<()>)>,
+/// One started output.
+pub struct Started {
+    /// Its end of the fan-out.
+    pub queue: Arc<Queue>,
+    /// Its task; it returns what it holds when a reload replaced it.
+    pub task: JoinHandle<Leftover>,
+    /// Tells it to end.
+    pub closing: ClosingSignal,
 }
 
-/// Starts every configured output. `stats` gives each output's statistics,
-/// in the same order as `outputs`.
-pub fn start(outputs: &[OutputInstance], stats: &[Arc<OutputStats>], closing: &Closing) -> Outputs {
-    let mut queues = Vec::with_capacity(outputs.len());
-    let mut tasks = Vec::with_capacity(outputs.len());
-    for (output, stats) in outputs.iter().zip(stats) {
-        let size = output
-            .settings
-            .queue_size()
-            .unwrap_or(DEFAULT_QUEUE_SIZE)
-            .max(1);
-        let (sender, receiver) = mpsc::channel(size);
-        let name = output.name.clone();
-        let task_stats = Arc::clone(stats);
-        let task = match &output.settings {
-            OutputSettings::Stdout(_) => {
-                tokio::spawn(stdout::run(name.clone(), receiver, task_stats))
-            }
-            OutputSettings::Graphite(g) if g.protocol == GraphiteProtocol::Udp => tokio::spawn(
-                graphite::run_udp(name.clone(), g.clone(), receiver, task_stats),
-            ),
-            OutputSettings::Graphite(g) => tokio::spawn(graphite::run_tcp(
-                name.clone(),
-                g.clone(),
-                receiver,
-                task_stats,
-                closing.clone(),
-            )),
-            OutputSettings::Statsd(c) => {
-                tokio::spawn(statsd::run(name.clone(), c.clone(), receiver, task_stats))
-            }
-            #[cfg(feature = "amqp")]
-            OutputSettings::Amqp(c) => tokio::spawn(amqp::run(
-                name.clone(),
-                c.clone(),
-                receiver,
-                task_stats,
-                closing.clone(),
-            )),
+/// True for the outputs that buffer lines in memory (and can take over a
+/// predecessor's: [`Leftover`]).
+pub fn buffers(settings: &OutputSettings) -> bool {
+    match settings {
+        OutputSettings::Graphite(g) => g.protocol != GraphiteProtocol::Udp,
+        #[cfg(feature = "amqp")]
+        OutputSettings::Amqp(_) => true,
+        OutputSettings::Stdout(_) | OutputSettings::Statsd(_) => false,
+    }
+}
+
+/// Starts `output`, with `grace` to deliver once told to end. With a
+/// `predecessor` (the same output before a reload changed it), the output
+/// starts once that one has ended, with what it handed over; batches sent
+/// meanwhile wait in the new queue.
+pub fn start(
+    output: &OutputInstance,
+    stats: Arc<OutputStats>,
+    grace: Duration,
+    predecessor: Option<JoinHandle<Leftover>>,
+) -> Started {
+    let size = output
+        .settings
+        .queue_size()
+        .unwrap_or(DEFAULT_QUEUE_SIZE)
+        .max(1);
+    let (sender, receiver) = mpsc::channel(size);
+    let (closing, closing_signal) = Closing::new(grace);
+    let name = output.name.clone();
+    let settings = output.settings.clone();
+    let task_stats = Arc::clone(&stats);
+    let task = tokio::spawn(async move {
+        let inherited = match predecessor {
+            Some(task) => task.await.unwrap_or_else(|e| {
+                tracing::error!(output = %name, "the output's previous task ended abnormally: {e}; what it held is lost");
+                Leftover::new()
+            }),
+            None => Leftover::new(),
         };
-        let (whitelist, blacklist) = output.settings.filters();
-        // Patterns were compiled once when the configuration was validated.
-        let filter = PathFilter::new(whitelist.sources(), blacklist.sources()).unwrap_or_default();
-        queues.push(Queue {
-            name: name.clone(),
+        run(name, settings, receiver, task_stats, closing, inherited).await
+    });
+    let (whitelist, blacklist) = output.settings.filters();
+    // Patterns were compiled once when the configuration was validated.
+    let filter = PathFilter::new(whitelist.sources(), blacklist.sources()).unwrap_or_default();
+    Started {
+        queue: Arc::new(Queue {
+            name: output.name.clone(),
             sender,
-            stats: Arc::clone(stats),
+            stats,
             full_logged: AtomicBool::new(false),
             filter,
-        });
-        tasks.push((name, task));
+        }),
+        task,
+        closing: closing_signal,
     }
-    Outputs {
-        fanout: Arc::new(Fanout { queues }),
-        tasks,
+}
+
+/// Runs one output until its queue closes and it has delivered, kept or
+/// counted what it holds (or handed it over, when replaced).
+async fn run(
+    name: String,
+    settings: OutputSettings,
+    receiver: mpsc::Receiver<OutputBatch>,
+    stats: Arc<OutputStats>,
+    closing: Closing,
+    inherited: Leftover,
+) -> Leftover {
+    match settings {
+        OutputSettings::Stdout(_) => stdout::run(name, receiver, stats).await,
+        OutputSettings::Graphite(g) if g.protocol == GraphiteProtocol::Udp => {
+            graphite::run_udp(name, g, receiver, stats).await;
+        }
+        OutputSettings::Graphite(g) => {
+            return graphite::run_tcp(name, g, receiver, stats, closing, inherited).await
+        }
+        OutputSettings::Statsd(c) => statsd::run(name, c, receiver, stats).await,
+        #[cfg(feature = "amqp")]
+        OutputSettings::Amqp(c) => {
+            return amqp::run(name, c, receiver, stats, closing, inherited).await
+        }
     }
+    Leftover::new()
 }

@@ -56,7 +56,7 @@ use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use super::backoff::Backoff;
 use super::buffer::{LineBuffer, Segment};
 use super::spool::Spool;
-use super::{Closing, OutputBatch};
+use super::{Closing, Leftover, OutputBatch};
 use crate::stats::OutputStats;
 
 /// How often an output with lines in flight looks at its connection.
@@ -191,9 +191,11 @@ impl Settings {
     }
 }
 
-/// Runs an output over `transport` until its queue closes (or the agent's
-/// shutdown deadline passes) and what it holds is delivered, spooled, or
-/// counted as dropped.
+/// Runs an output over `transport`, starting with the lines `inherited`
+/// from its predecessor (a reload changed its options), until its queue
+/// closes (or its deadline passes) and what it holds is delivered, spooled,
+/// or counted as dropped. When a reload replaced it, what it could not
+/// deliver by the deadline is returned instead, for its successor.
 pub async fn run<T: Transport>(
     name: String,
     transport: T,
@@ -201,8 +203,10 @@ pub async fn run<T: Transport>(
     mut queue: mpsc::Receiver<OutputBatch>,
     stats: Arc<OutputStats>,
     closing: Closing,
-) {
+    inherited: Leftover,
+) -> Leftover {
     let mut out = Reliable::new(name, transport, settings, stats);
+    out.take_over(inherited);
     loop {
         let wake = out.next_wake();
         let batch = tokio::select! {
@@ -233,7 +237,8 @@ pub async fn run<T: Transport>(
             break;
         }
     }
-    out.finish(&mut queue, closing.deadline()).await;
+    out.finish(&mut queue, closing.deadline(), closing.hands_over())
+        .await
 }
 
 async fn sleep_until_some(at: Option<Instant>) {
@@ -379,6 +384,23 @@ impl<T: Transport> Reliable<T> {
         };
         out.update_gauges(false);
         out
+    }
+
+    /// Buffers what the output's predecessor could not deliver, ahead of
+    /// anything new; beyond the memory bound it goes to the spool or is
+    /// dropped, counted, like any excess.
+    fn take_over(&mut self, inherited: Leftover) {
+        let lines: usize = inherited.iter().map(|s| s.lines).sum();
+        if lines == 0 {
+            return;
+        }
+        tracing::info!(
+            output = %self.name,
+            "{lines} metrics taken over from the output as it was configured before the reload"
+        );
+        self.buffer.append(inherited);
+        self.spill_excess();
+        self.update_gauges(false);
     }
 
     /// Anything held: waiting, spooled or in flight.
@@ -794,8 +816,14 @@ impl<T: Transport> Reliable<T> {
 
     /// After the queue closed or the deadline passed: deliver until
     /// everything is acknowledged or the deadline passes; then keep what is
-    /// left in the spool, or count it as dropped.
-    async fn finish(&mut self, queue: &mut mpsc::Receiver<OutputBatch>, deadline: Instant) {
+    /// left in the spool, or count it as dropped, or, when `hand_over`,
+    /// return it for the output that replaces this one.
+    async fn finish(
+        &mut self,
+        queue: &mut mpsc::Receiver<OutputBatch>,
+        deadline: Instant,
+        hand_over: bool,
+    ) -> Leftover {
         self.stopping = true;
         // Batches still queued are taken; later ones are refused (and
         // counted as dropped by the fan-out).
@@ -818,8 +846,18 @@ impl<T: Transport> Reliable<T> {
                 )));
             }
         }
+        if hand_over {
+            // Still counted in `buffered` until the successor takes them.
+            let leftover = self.buffer.take_all();
+            let lines: usize = leftover.iter().map(|s| s.lines).sum();
+            if lines > 0 {
+                tracing::info!(output = %self.name, "{lines} metrics handed to the output as reconfigured");
+            }
+            return leftover;
+        }
         self.keep_or_drop_the_rest();
         self.update_gauges(false);
+        Leftover::new()
     }
 
     /// Delivers everything, including the queue's last batches, and waits

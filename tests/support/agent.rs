@@ -107,12 +107,19 @@ impl AgentProcess {
     /// Writes `config` (with [`AgentProcess::HEALTH`] replaced) and starts
     /// `carat run -c` on it.
     pub fn start(config: &str) -> AgentProcess {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`AgentProcess::start`] with changes to its environment: a variable
+    /// set, or removed (`None`; `RUST_LOG`, set to `info` by default, for
+    /// one).
+    pub fn start_with_env(config: &str, env: &[(&str, Option<&std::ffi::OsStr>)]) -> AgentProcess {
         let dir = tempfile::tempdir().expect("temporary directory");
         let health_port = free_port();
-        let config = config.replace(Self::HEALTH, &format!("127.0.0.1:{health_port}"));
         let path = dir.path().join("carat.toml");
+        let config = config.replace(Self::HEALTH, &format!("127.0.0.1:{health_port}"));
         std::fs::write(&path, config).expect("write the configuration");
-        let mut agent = Self::start_file(&path, health_port);
+        let mut agent = Self::spawn(&path, health_port, env);
         agent.dir = Some(dir);
         agent
     }
@@ -120,10 +127,41 @@ impl AgentProcess {
     /// Starts `carat run -c` on the configuration at `path`, whose health
     /// endpoint (if any) is on `health_port`.
     pub fn start_file(path: &Path, health_port: u16) -> AgentProcess {
-        let mut child = super::bin::carat()
+        Self::spawn(path, health_port, &[])
+    }
+
+    /// The configuration file written by [`AgentProcess::start`].
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir
+            .as_ref()
+            .expect("an agent started with AgentProcess::start")
+            .path()
+            .join("carat.toml")
+    }
+
+    /// Replaces the configuration file (with [`AgentProcess::HEALTH`]
+    /// replaced as at start); SIGHUP makes the agent read it.
+    pub fn write_config(&self, config: &str) {
+        let config = config.replace(Self::HEALTH, &format!("127.0.0.1:{}", self.health_port));
+        std::fs::write(self.config_path(), config).expect("write the configuration");
+    }
+
+    fn spawn(
+        path: &Path,
+        health_port: u16,
+        env: &[(&str, Option<&std::ffi::OsStr>)],
+    ) -> AgentProcess {
+        let mut command = super::bin::carat();
+        command.env("RUST_LOG", "info");
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let mut child = command
             .args(["run", "-c"])
             .arg(path)
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -71,6 +71,62 @@ impl Running {
     }
 }
 
+/// An agent running on a configuration file that the test rewrites and
+/// reloads, as SIGHUP does (with the test collectors registered).
+pub struct Reloadable {
+    /// The agent's statistics.
+    pub stats: Arc<carat::stats::AgentStats>,
+    dir: tempfile::TempDir,
+    commands: tokio::sync::mpsc::Sender<carat::agent::Command>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Reloadable {
+    /// Writes `toml` and starts an agent on it on the current tokio
+    /// runtime.
+    pub fn start(toml: &str) -> Reloadable {
+        let dir = server::temp_dir("reload");
+        let path = dir.path().join("carat.toml");
+        std::fs::write(&path, toml).expect("write the configuration");
+        let registry = Arc::new(collectors::registry());
+        let config = carat::config::load_file(&path, &registry)
+            .unwrap_or_else(|e| panic!("test configuration is invalid: {e}"));
+        let load: carat::agent::LoadConfig =
+            Arc::new(move || carat::config::load_file(&path, &registry));
+        let agent = carat::Agent::new(config);
+        let stats = agent.stats();
+        let (commands, received) = tokio::sync::mpsc::channel(4);
+        let task = tokio::spawn(agent.run(received, Some(load)));
+        Reloadable {
+            stats,
+            dir,
+            commands,
+            task: Some(task),
+        }
+    }
+
+    /// Replaces the configuration file with `toml` and asks for a reload
+    /// (which the agent applies in its own time).
+    pub async fn reload(&self, toml: &str) {
+        std::fs::write(self.dir.path().join("carat.toml"), toml).expect("write the configuration");
+        self.commands
+            .send(carat::agent::Command::Reload)
+            .await
+            .expect("the agent runs");
+    }
+
+    /// Stops the agent as SIGTERM would and waits for it, at most `limit`.
+    pub async fn stop(mut self, limit: Duration) {
+        let _ = self.commands.send(carat::agent::Command::Stop).await;
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(limit, task)
+                .await
+                .expect("the agent stops within its limit")
+                .expect("the agent task ends cleanly");
+        }
+    }
+}
+
 /// Runs a fixture's blocking call (it waits for processes, ports and files)
 /// with `block_in_place`, so it does not stall the agent's tasks on this
 /// worker thread. Needs the multi-threaded runtime.

@@ -10,7 +10,7 @@ use crate::batch::Batch;
 use crate::error::CollectorError;
 
 /// What the agent tells a collector about the host when building it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Environment {
     /// Where `/proc` is mounted: `/proc` on the host itself, the host's
     /// `/proc` bind-mounted elsewhere when carat runs in a container.

@@ -1,22 +1,42 @@
 //! The running agent: outputs, one task per collector instance, self-metrics,
-//! and an orderly stop.
+//! the health endpoint, reloads of the configuration, and an orderly stop.
+//!
+//! What runs is described by a [`Plan`] made from the configuration; the
+//! agent starts by applying the plan of its configuration to nothing, and a
+//! reload applies the plan of the new configuration to what runs
+//! ([`running::Running::apply`]): only what changed is stopped or started.
+
+mod plan;
+mod running;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use carat_collector::{Batch, CollectorError, Environment};
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 
-use crate::config::{CollectorInstance, Config};
+use crate::config::{CollectorInstance, Config, ConfigError};
 use crate::metrics::MetricBatch;
-use crate::output::{self, Closing};
+use crate::output;
 use crate::pipeline::{metric_prefix, NameFilter, Publisher};
-use crate::registry::BuildFn;
 use crate::scheduler::{self, RunOutcome, Schedule};
-use crate::self_metrics::{self, SelfCollector};
-use crate::stats::{AgentStats, CollectorStats, OutputStats};
+use crate::stats::AgentStats;
 use crate::systemd::{self, Heartbeat, Watchdog};
+
+/// What the running agent is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Read the configuration again and apply what changed.
+    Reload,
+    /// Stop collecting, deliver what is buffered, return.
+    Stop,
+}
+
+/// Reads the configuration again, the way the agent's was read at start
+/// (same file, same directory). Called off the async runtime: it reads
+/// files.
+pub type LoadConfig = Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
 /// A configured agent, ready to run.
 pub struct Agent {
@@ -28,27 +48,37 @@ pub struct Agent {
 impl Agent {
     /// Prepares an agent; the host name is looked up now.
     pub fn new(config: Config) -> Self {
+        let stats = Arc::new(AgentStats::default());
+        let agent = Agent::with_stats(config, stats);
+        let plan = agent.plan();
+        agent.stats.set_collectors(
+            plan.collector_names()
+                .map(|n| (n.to_owned(), Arc::default()))
+                .collect(),
+        );
+        agent.stats.set_outputs(
+            agent
+                .config
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), Arc::default()))
+                .collect(),
+        );
+        agent
+    }
+
+    /// An agent for `config` that keeps its statistics in `stats` (a
+    /// reload's: the instances and outputs that stay keep their counters).
+    fn with_stats(config: Config, stats: Arc<AgentStats>) -> Self {
         let host = config
             .agent
             .hostname
             .clone()
             .unwrap_or_else(|| crate::hostname::resolve(config.agent.hostname_method));
-        let mut stats = AgentStats::default();
-        for c in enabled(&config) {
-            stats.collectors.push((c.name.clone(), Arc::default()));
-        }
-        if config.agent.self_metrics {
-            stats
-                .collectors
-                .push((self_metrics::INSTANCE.to_owned(), Arc::default()));
-        }
-        for o in &config.outputs {
-            stats.outputs.push((o.name.clone(), Arc::default()));
-        }
         Agent {
             config,
             host,
-            stats: Arc::new(stats),
+            stats,
         }
     }
 
@@ -63,28 +93,27 @@ impl Agent {
     }
 
     fn environment(&self, instance: &str) -> Environment {
-        Environment {
-            proc_root: self.config.proc_root(),
-            sys_root: self.config.sys_root(),
-            instance: instance.to_owned(),
-        }
+        self.config.agent.environment(instance)
     }
 
-    fn publisher(&self, instance: &CollectorInstance) -> Publisher {
+    fn prefix(&self, collector_path: &str) -> String {
         let agent = &self.config.agent;
-        let prefix = metric_prefix(
+        metric_prefix(
             &agent.path_prefix,
             &self.host,
             &agent.path_suffix,
-            &instance.path(),
-        );
+            collector_path,
+        )
+    }
+
+    fn publisher(&self, instance: &CollectorInstance) -> Publisher {
         // Patterns were compiled once when the configuration was validated.
         let filter = NameFilter::new(
             instance.common.metrics_whitelist.sources(),
             instance.common.metrics_blacklist.sources(),
         )
         .unwrap_or_default();
-        Publisher::new(prefix, filter)
+        Publisher::new(self.prefix(&instance.path()), filter)
     }
 
     fn schedule(&self, instance: &CollectorInstance) -> Schedule {
@@ -105,81 +134,28 @@ impl Agent {
 
     /// Runs until `shutdown` completes, then stops collecting, lets outputs
     /// deliver what they hold for up to `shutdown_timeout`, and returns.
+    /// No reload: [`Agent::run`] has them.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
-        let output_stats: Vec<Arc<OutputStats>> = self
-            .stats
-            .outputs
-            .iter()
-            .map(|(_, s)| Arc::clone(s))
-            .collect();
-        let (closing, closing_signal) = Closing::new(self.config.agent.shutdown_timeout);
-        let outputs = output::start(&self.config.outputs, &output_stats, &closing);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut collectors = Vec::new();
+        let (commands, received) = mpsc::channel(1);
+        let stop = async move {
+            shutdown.await;
+            let _ = commands.send(Command::Stop).await;
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = self.run(received, None) => {}
+            () = stop => {}
+        }
+    }
 
-        for instance in enabled(&self.config) {
-            let task = scheduler::Instance {
-                name: instance.name.clone(),
-                schedule: self.schedule(instance),
-                build: Arc::clone(&instance.build),
-                env: self.environment(&instance.name),
-                publisher: self.publisher(instance),
-                fanout: Arc::clone(&outputs.fanout),
-                stats: self.collector_stats(&instance.name),
-            };
-            tracing::info!(
-                "collector {} every {:?} at {}",
-                instance.name,
-                task.schedule.interval,
-                task.publisher.prefix()
-            );
-            collectors.push(tokio::spawn(scheduler::run(task, stop_rx.clone())));
-        }
-        if self.config.agent.self_metrics {
-            let stats = Arc::clone(&self.stats);
-            let build: BuildFn = Arc::new(move |_env: &Environment| {
-                Ok(Box::new(SelfCollector::new(Arc::clone(&stats))) as _)
-            });
-            let agent = &self.config.agent;
-            let task = scheduler::Instance {
-                name: self_metrics::INSTANCE.to_owned(),
-                schedule: Schedule {
-                    interval: agent.interval,
-                    splay: Duration::ZERO,
-                    timeout: agent.interval,
-                },
-                build,
-                env: self.environment(self_metrics::INSTANCE),
-                publisher: Publisher::new(
-                    metric_prefix(
-                        &agent.path_prefix,
-                        &self.host,
-                        &agent.path_suffix,
-                        self_metrics::PATH,
-                    ),
-                    NameFilter::default(),
-                ),
-                fanout: Arc::clone(&outputs.fanout),
-                stats: self.collector_stats(self_metrics::INSTANCE),
-            };
-            collectors.push(tokio::spawn(scheduler::run(task, stop_rx.clone())));
-        }
-        let health_listen = &self.config.agent.health_listen;
-        if !health_listen.is_empty() {
-            match tokio::net::TcpListener::bind(health_listen.as_str()).await {
-                Ok(listener) => {
-                    tracing::info!("health endpoint on http://{health_listen}/health");
-                    tokio::spawn(crate::health::serve(listener, self.stats(), stop_rx.clone()));
-                }
-                Err(e) => tracing::error!(
-                    "cannot listen on {health_listen} for the health endpoint: {e}; running without it"
-                ),
-            }
-        }
-        drop(stop_rx);
-        // Only the collector tasks hold the fan-out now: once they end, the
-        // queues close and the outputs drain.
-        drop(outputs.fanout);
+    /// Runs, applying each [`Command`] received: a reload reads the
+    /// configuration with `load` and applies what changed (without `load`,
+    /// or when the new configuration is refused, what runs keeps running);
+    /// a stop, or the end of `commands`, stops collecting, lets outputs
+    /// deliver what they hold for up to `shutdown_timeout`, and returns.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, load: Option<LoadConfig>) {
+        let mut running = running::Running::new(self.stats());
+        running.apply(self.plan(), true).await;
         // Under systemd: alive only while this runtime runs tasks, until
         // the very end (the delivery after a stop included).
         let heartbeat = Heartbeat::default();
@@ -193,52 +169,41 @@ impl Agent {
             });
             (watchdog, beats)
         });
-        systemd::ready(&format!(
-            "collecting: {} collector instances, {} outputs",
-            collectors.len(),
-            self.config.outputs.len()
-        ));
+        systemd::ready(&running.status());
 
-        shutdown.await;
+        while let Some(Command::Reload) = commands.recv().await {
+            systemd::reloading();
+            match reload(load.as_ref()).await {
+                Ok(config) => {
+                    let next = Agent::with_stats(config, Arc::clone(&self.stats));
+                    if next.config.agent != self.config.agent {
+                        tracing::info!("reload: [agent] settings changed");
+                    }
+                    let changes = running.apply(next.plan(), false).await;
+                    tracing::info!(
+                        "reload: configuration read from {}: {changes}",
+                        next.config.describe_files()
+                    );
+                    self = next;
+                }
+                Err(why) => tracing::error!(
+                    "reload refused, still running the previous configuration: {why}"
+                ),
+            }
+            systemd::ready(&running.status());
+        }
+
         systemd::stopping();
-        // The outputs' deadline runs from now: a write blocked on a receiver
-        // that stopped reading is given up on at the deadline, and what is
-        // left goes to the spool or is counted as dropped.
-        closing_signal.start();
-        let deadline = closing.deadline();
         tracing::info!(
             "stopping: no more collection; delivering what is buffered (for up to {:?})",
             self.config.agent.shutdown_timeout
         );
-        let _ = stop_tx.send(true);
-        // A run in progress may finish (its samples are delivered); the
-        // stragglers are abandoned together after 2 s, not 2 s each.
-        let stragglers = tokio::time::Instant::now() + Duration::from_secs(2);
-        for task in collectors {
-            let abort = task.abort_handle();
-            if tokio::time::timeout_at(stragglers, task).await.is_err() {
-                abort.abort();
-            }
-        }
-        // Outputs stop at the deadline themselves; the margin covers writing
-        // what is left to the spool.
-        let grace = deadline + Duration::from_secs(2);
-        for (name, task) in outputs.tasks {
-            let abort = task.abort_handle();
-            match tokio::time::timeout_at(grace, task).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(output = %name, "output task ended abnormally: {e}"),
-                Err(_) => {
-                    abort.abort();
-                    tracing::error!(output = %name, "output did not finish by its deadline; abandoned");
-                }
-            }
-        }
+        running.stop(self.config.agent.shutdown_timeout).await;
         if let Some((watchdog, beats)) = watchdog {
             beats.abort();
             drop(watchdog);
         }
-        for (name, s) in &self.stats.outputs {
+        for (name, s) in self.stats.outputs() {
             tracing::info!(
                 output = %name,
                 "output {name} totals: sent {}, dropped {}, left in the spool {}",
@@ -248,10 +213,6 @@ impl Agent {
             );
         }
         tracing::info!("stopped");
-    }
-
-    fn collector_stats(&self, name: &str) -> Arc<CollectorStats> {
-        self.stats.collector(name).cloned().unwrap_or_default()
     }
 
     /// Runs every enabled collector twice, `gap` apart (so counters have a
@@ -304,6 +265,19 @@ impl Agent {
         }
         lines.sort();
         (lines, errors.lines)
+    }
+}
+
+/// Reads the configuration again with `load`, off the runtime; the error
+/// says why the reload is refused.
+async fn reload(load: Option<&LoadConfig>) -> Result<Config, String> {
+    let Some(load) = load.cloned() else {
+        return Err("this agent was started without a configuration to read again".to_owned());
+    };
+    match tokio::task::spawn_blocking(move || load()).await {
+        Ok(Ok(config)) => Ok(config),
+        Ok(Err(e)) => Err(format!("configuration error: {e}")),
+        Err(e) => Err(format!("reading the configuration failed: {e}")),
     }
 }
 
