@@ -114,6 +114,10 @@ impl Registry {
         r.register::<carat_rabbitmq::Rabbitmq>();
         #[cfg(feature = "sql")]
         r.register::<carat_sql::Sql>();
+        #[cfg(feature = "example")]
+        r.register::<carat_example::Example>();
+        #[cfg(feature = "exec")]
+        r.register::<carat_exec::Exec>();
         r
     }
 

@@ -185,6 +185,23 @@ fn every_kind_and_option_is_in_its_readme_the_sample_and_carat_list() {
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
 }
 
+/// A collector behind a feature that is not on by default (`example`) is
+/// registered when the feature is on, so that the test above checks its
+/// documentation in that build: `cargo test --features example --test
+/// consistency -- --skip conf_carat_toml --skip packaged` (the two skipped
+/// compare with the default build's configuration). scripts/test-guide
+/// checks the same of a collector made from it.
+#[cfg(feature = "example")]
+#[test]
+fn the_example_feature_registers_its_kind() {
+    let registry = Registry::builtin();
+    let kind = registry
+        .get("example")
+        .expect("the example kind is registered");
+    assert_eq!(kind.default_path, "example");
+    assert!(kind.sample.is_some());
+}
+
 #[test]
 fn the_check_fails_for_a_kind_documented_nowhere() {
     // A kind registered without a sample section, README entry or listing:
@@ -246,6 +263,7 @@ fn every_line_of_the_sample_works() {
     std::env::set_var("HAPROXY_STATS_PASSWORD", "secret");
     std::env::set_var("MONGODB_PASSWORD", "secret");
     std::env::set_var("JOBS_DB_PASSWORD", "secret");
+    std::env::set_var("PHP_FPM_STATUS_PASSWORD", "secret");
     let registry = Registry::builtin();
     let text = everything_on(&registry);
     let config = carat::config::load_str(&text, Path::new("everything-on.toml"), &registry)
@@ -345,6 +363,10 @@ fn the_sample_shows_the_defaults() {
     defaults_of::<carat_rabbitmq::Rabbitmq>(&r, &["tls_ca_file", "replace_dot", "replace_slash"]);
     #[cfg(feature = "sql")]
     defaults_of::<carat_sql::Sql>(&r, &["url", "password", "password_file", "query"]);
+    #[cfg(feature = "example")]
+    defaults_of::<carat_example::Example>(&r, &["username", "password", "tls_ca_file"]);
+    #[cfg(feature = "exec")]
+    defaults_of::<carat_exec::Exec>(&r, &["command", "working_dir", "user"]);
 }
 
 #[test]

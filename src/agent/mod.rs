@@ -92,8 +92,9 @@ impl Agent {
         Arc::clone(&self.stats)
     }
 
-    fn environment(&self, instance: &str) -> Environment {
-        self.config.agent.environment(instance)
+    fn environment(&self, instance: &CollectorInstance) -> Environment {
+        let agent = &self.config.agent;
+        agent.environment(&instance.name, agent.run_timeout_of(&instance.common))
     }
 
     fn prefix(&self, collector_path: &str) -> String {
@@ -117,18 +118,12 @@ impl Agent {
     }
 
     fn schedule(&self, instance: &CollectorInstance) -> Schedule {
-        let interval = instance
-            .common
-            .interval
-            .unwrap_or(self.config.agent.interval);
+        let agent = &self.config.agent;
+        let interval = agent.interval_of(&instance.common);
         Schedule {
             interval,
-            splay: instance
-                .common
-                .splay
-                .unwrap_or(self.config.agent.splay)
-                .min(interval),
-            timeout: instance.common.timeout.unwrap_or(interval),
+            splay: instance.common.splay.unwrap_or(agent.splay).min(interval),
+            timeout: agent.run_timeout_of(&instance.common),
         }
     }
 
@@ -223,7 +218,7 @@ impl Agent {
         let mut errors = InstanceErrors::default();
         let mut running = Vec::new();
         for instance in enabled(&self.config) {
-            match (instance.build)(&self.environment(&instance.name)) {
+            match (instance.build)(&self.environment(instance)) {
                 Ok(c) => running.push((instance, Some(c), self.publisher(instance))),
                 Err(e) => errors.add(&instance.name, e.to_string()),
             }

@@ -641,7 +641,8 @@ fn add_collector(
         span: span.clone(),
         enabled: common.enabled,
     };
-    check_build(src, &instance, &build, &agent.environment(&name))?;
+    let env = agent.environment(&name, agent.run_timeout_of(&common));
+    check_build(src, &instance, &build, &env)?;
     // What a reload compares to tell whether the instance changed: its
     // options as merged and substituted, without the positions in the file.
     let settings = toml::Table::deserialize(ValueDeserializer::from(table_value.clone()))

@@ -205,13 +205,31 @@ impl AgentConfig {
         root_from(&self.sys_root, "HOST_SYS", "/sys")
     }
 
-    /// What collector instance `instance` is built with.
-    pub fn environment(&self, instance: &str) -> carat_collector::Environment {
+    /// What collector instance `instance`, whose runs may take
+    /// `run_timeout`, is built with.
+    pub fn environment(
+        &self,
+        instance: &str,
+        run_timeout: std::time::Duration,
+    ) -> carat_collector::Environment {
         carat_collector::Environment {
             proc_root: self.proc_root(),
             sys_root: self.sys_root(),
             instance: instance.to_owned(),
+            run_timeout,
         }
+    }
+
+    /// The interval of an instance with options `common`: its own, else the
+    /// agent's.
+    pub fn interval_of(&self, common: &CommonOptions) -> std::time::Duration {
+        common.interval.unwrap_or(self.interval)
+    }
+
+    /// How long a run of an instance with options `common` may take: its
+    /// `timeout`, else its interval.
+    pub fn run_timeout_of(&self, common: &CommonOptions) -> std::time::Duration {
+        common.timeout.unwrap_or_else(|| self.interval_of(common))
     }
 }
 

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -19,6 +20,11 @@ pub struct Environment {
     pub sys_root: PathBuf,
     /// The name of this collector instance (`cpu`, `haproxy.edge`).
     pub instance: String,
+    /// How long one run may take before the agent abandons it (the
+    /// instance's `timeout`, by default its interval). A collector that
+    /// waits on something outside the agent (a query, a command) bounds its
+    /// own waits below this, so that it, not the agent, says what was slow.
+    pub run_timeout: Duration,
 }
 
 impl Default for Environment {
@@ -27,6 +33,7 @@ impl Default for Environment {
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
             instance: String::new(),
+            run_timeout: Duration::from_secs(10),
         }
     }
 }

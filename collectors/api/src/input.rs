@@ -70,6 +70,24 @@ pub fn read_capped(reader: impl Read, buf: &mut Vec<u8>, limit: usize) -> io::Re
     Ok(true)
 }
 
+/// A piece of input quoted in a message: at most `max_chars` characters of
+/// `text`, in quotes with its control characters escaped, and `…` after
+/// the quotes when it was cut. So a message quoting a line a program or a
+/// server sent stays one line of bounded length, whatever the line.
+///
+/// ```
+/// use carat_collector::input::excerpt;
+/// assert_eq!(excerpt("disk.used 12 x", 40), r#""disk.used 12 x""#);
+/// assert_eq!(excerpt("a\tb", 40), r#""a\tb""#);
+/// assert_eq!(excerpt(&"x".repeat(100), 3), r#""xxx"…"#);
+/// ```
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
 /// `n` bytes for messages: `16 MiB`, `64 KiB` or `1000 bytes`.
 pub fn show_bytes(n: usize) -> String {
     const KIB: usize = 1024;

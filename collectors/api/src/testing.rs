@@ -164,6 +164,22 @@ impl<C: Collector> Harness<C> {
     }
 }
 
+/// Builds collector `C` from `config` in `env` expecting it to be refused,
+/// as the agent's loader would refuse it: returns the option the error
+/// names (the agent reports the error at that option's line; `None` for a
+/// problem of several options together) and the error's message. Panics
+/// when `C` builds, or when the error is not a configuration error (label
+/// `config`).
+pub fn refused<C: Collector>(config: C::Config, env: &Environment) -> (Option<String>, String) {
+    match C::new(config, env) {
+        Ok(_) => panic!("{}: the configuration should be refused", C::KIND),
+        Err(e) => {
+            assert_eq!(e.label(), "config", "{e}");
+            (e.invalid_option().map(str::to_owned), e.to_string())
+        }
+    }
+}
+
 /// Publishes `batch` through `publisher`, as the agent does, into a
 /// [`Published`]. For tests that build batches by hand.
 pub fn publish(publisher: &mut Publisher, batch: &Batch) -> Published {

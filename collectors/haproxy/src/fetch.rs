@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use carat_collector::http::{parse_url, HttpClient, Url};
+use carat_collector::http::{check_tls_ca_file, parse_url, HttpClient, Url};
 use carat_collector::CollectorError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -40,12 +40,7 @@ impl HttpSource {
         max_body_bytes: usize,
     ) -> Result<HttpSource, CollectorError> {
         let mut url = parse_url("url", url)?;
-        if tls_ca_file.is_some() && url.scheme() != "https" {
-            return Err(CollectorError::option(
-                "tls_ca_file",
-                "tls_ca_file applies to an https:// url only",
-            ));
-        }
+        check_tls_ca_file(&url, tls_ca_file)?;
         // Browsers keep a fragment to themselves; so does this.
         url.set_fragment(None);
         if !url.as_str().contains(";csv") {

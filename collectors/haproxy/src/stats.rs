@@ -530,10 +530,10 @@ pub fn check_starts_like_csv(text: &str, origin: &str) -> Result<(), CollectorEr
     if text.starts_with('#') {
         return Ok(());
     }
-    let start: String = text.trim_start().chars().take(80).collect();
+    let start = carat_collector::input::excerpt(text.trim_start(), 80);
     Err(CollectorError::parse(
         origin,
-        format!("not HAProxy's stats CSV (it should start with `# pxname,svname`); it starts with {start:?}"),
+        format!("not HAProxy's stats CSV (it should start with `# pxname,svname`); it starts with {start}"),
     ))
 }
 

@@ -850,13 +850,7 @@ async fn connection_refused_is_a_connect_error() {
 /// The option a refused configuration is refused for (if it names one) and
 /// the error's text.
 fn config_error(config: HaproxyConfig) -> (Option<String>, String) {
-    match Haproxy::new(config, &Environment::default()) {
-        Ok(_) => panic!("the configuration should be refused"),
-        Err(e) => {
-            assert_eq!(e.label(), "config", "{e}");
-            (e.invalid_option().map(str::to_owned), e.to_string())
-        }
-    }
+    carat_collector::testing::refused::<Haproxy>(config, &Environment::default())
 }
 
 #[test]

@@ -140,23 +140,17 @@ fn first_byte(body: &[u8]) -> Option<u8> {
 }
 
 /// `body` as JSON of type `T`; an error naming `origin` (a URL without a
-/// password: the client's URLs hold none) and what is wrong otherwise.
+/// password: the client's URLs hold none) and what is wrong otherwise
+/// ([`carat_collector::http::parse_json`]).
 pub fn parse<T: serde::de::DeserializeOwned>(
     body: &[u8],
     origin: &str,
 ) -> Result<T, CollectorError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match first_byte(body) {
-            Some(b'<') => {
-                "an HTML page, not the management API's JSON (is the URL the management plugin's?)"
-                    .to_owned()
-            }
-            None => "an empty answer".to_owned(),
-            _ if e.is_eof() => format!("truncated JSON: {e}"),
-            _ => format!("not the JSON expected: {e}"),
-        };
-        CollectorError::parse(origin, what)
-    })
+    carat_collector::http::parse_json(
+        body,
+        origin,
+        "the management API's JSON (is the URL the management plugin's?)",
+    )
 }
 
 /// The names (`/api/vhosts`) of the broker's virtual hosts.

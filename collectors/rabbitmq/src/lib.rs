@@ -31,7 +31,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use carat_collector::http::{parse_url, HttpClient};
+use carat_collector::http::{check_tls_ca_file, parse_url, HttpClient};
 use carat_collector::options::{self, Filter, Patterns, SecondsRange};
 use carat_collector::{Batch, Collector, CollectorError, Environment};
 use serde::Deserialize;
@@ -232,12 +232,7 @@ impl Collector for Rabbitmq {
             });
         }
         let url = parse_url("url", &config.url)?;
-        if config.tls_ca_file.is_some() && url.scheme() != "https" {
-            return Err(CollectorError::option(
-                "tls_ca_file",
-                "tls_ca_file applies to an https:// url only",
-            ));
-        }
+        check_tls_ca_file(&url, config.tls_ca_file.as_deref())?;
         let client = HttpClient::builder()
             .basic_auth(config.username.as_deref(), config.password.as_deref())
             .verify_tls(config.verify_tls)

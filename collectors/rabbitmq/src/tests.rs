@@ -160,7 +160,7 @@ fn answers_that_are_not_the_api_are_errors_naming_the_url() {
         ),
         (&b"{\"items\": [{\"name\": \"a\", "[..], "truncated JSON"),
         (&b""[..], "empty answer"),
-        (&b"{\"items\": 5}"[..], "not the JSON expected"),
+        (&b"{\"items\": 5}"[..], "not of the shape expected"),
     ] {
         let e = api::read_listing(body, url).unwrap_err();
         assert_eq!(e.label(), "parse");

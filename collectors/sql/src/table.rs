@@ -175,15 +175,10 @@ fn describe(cell: &Cell) -> String {
     match cell {
         Cell::Null => "NULL".into(),
         Cell::Number(n) => format!("the number {n}"),
-        Cell::Text(t) => {
-            let excerpt: String = t.chars().take(EXCERPT_CHARS).collect();
-            let more = if t.chars().count() > EXCERPT_CHARS {
-                "…"
-            } else {
-                ""
-            };
-            format!("the text {excerpt:?}{more}")
-        }
+        Cell::Text(t) => format!(
+            "the text {}",
+            carat_collector::input::excerpt(t, EXCERPT_CHARS)
+        ),
         Cell::Other { sql_type, reason } => match reason {
             Some(r) => format!("a value of type {sql_type} ({r})"),
             None => format!("a value of type {sql_type}"),

@@ -135,6 +135,79 @@ pub fn parse_url(option: &str, text: &str) -> Result<Url, CollectorError> {
     Ok(url)
 }
 
+/// Refuses `tls_ca_file` (the option of that name) with a URL that is not
+/// `https://`: nothing would read it, and a user who set it expects the
+/// connection to be verified with it.
+///
+/// ```
+/// use carat_collector::http::{check_tls_ca_file, parse_url};
+/// use std::path::Path;
+///
+/// let url = parse_url("url", "http://127.0.0.1/status").unwrap();
+/// let err = check_tls_ca_file(&url, Some(Path::new("/etc/ca.pem"))).unwrap_err();
+/// assert_eq!(err.invalid_option(), Some("tls_ca_file"));
+/// assert!(check_tls_ca_file(&url, None).is_ok());
+/// ```
+pub fn check_tls_ca_file(url: &Url, tls_ca_file: Option<&Path>) -> Result<(), CollectorError> {
+    if tls_ca_file.is_some() && url.scheme() != "https" {
+        return Err(CollectorError::option(
+            "tls_ca_file",
+            "tls_ca_file applies to an https:// url only",
+        ));
+    }
+    Ok(())
+}
+
+/// The longest piece of an answer [`parse_json`] quotes in its errors.
+pub const JSON_EXCERPT_CHARS: usize = 60;
+
+/// `body`, the answer of `origin` (the URL asked, as the client's messages
+/// show it: without a password), read as JSON of type `T`.
+///
+/// An answer that is not is a [`CollectorError::Parse`] naming `origin`
+/// and saying what came instead (an empty answer, an HTML page such as a
+/// login or error page, truncated JSON, or JSON of another shape, with
+/// serde's words and position), with a quote of the answer's start of at
+/// most [`JSON_EXCERPT_CHARS`] characters, and then `expected`, what the
+/// answer should have been, with a hint when one helps: `"the management
+/// API's JSON (is the URL the management plugin's?)"`.
+///
+/// ```
+/// use carat_collector::http::parse_json;
+/// use serde_json::{Map, Value};
+///
+/// let doc: Map<String, Value> = parse_json(br#"{"accepted conn": 5}"#, "http://h/status?json", "the status").unwrap();
+/// assert_eq!(doc["accepted conn"], 5);
+///
+/// let err = parse_json::<Map<String, Value>>(b"pool: www\n", "http://h/status", "the status as JSON").unwrap_err();
+/// assert_eq!(err.label(), "parse");
+/// assert_eq!(
+///     err.to_string(),
+///     "http://h/status: not JSON (expected value at line 1 column 1); the answer starts \"pool: www\\n\"; expected the status as JSON"
+/// );
+/// ```
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    origin: &str,
+    expected: &str,
+) -> Result<T, CollectorError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let start = body.trim_ascii_start();
+        let head = &start[..start.len().min(4 * JSON_EXCERPT_CHARS + 4)];
+        let quote = crate::input::excerpt(&String::from_utf8_lossy(head), JSON_EXCERPT_CHARS);
+        let what = match start.first() {
+            None => "an empty answer".to_owned(),
+            Some(b'<') => format!("an HTML page, {quote}"),
+            Some(_) if e.is_eof() => format!("truncated JSON ({e}); the answer starts {quote}"),
+            Some(_) if e.is_data() => {
+                format!("JSON, but not of the shape expected ({e}); the answer starts {quote}")
+            }
+            Some(_) => format!("not JSON ({e}); the answer starts {quote}"),
+        };
+        CollectorError::parse(origin, format!("{what}; expected {expected}"))
+    })
+}
+
 /// Whether and how far redirects are followed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Redirects {
