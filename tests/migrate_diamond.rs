@@ -410,3 +410,70 @@ fn an_unreadable_or_broken_configuration_is_an_error_naming_the_file_and_line() 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn user_scripts_become_exec_instances_at_diamonds_paths() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("user_scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let script = |name: &str, body: &str, mode: u32| {
+        let path = scripts.join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    script("queue.sh", "#!/bin/sh\necho 'queue.depth 42'\n", 0o755);
+    script("mail", "#!/bin/sh\necho 'mail.spooled 7'\n", 0o755);
+    script("README", "not a script\n", 0o644);
+    std::fs::create_dir(scripts.join("lib")).unwrap();
+    let conf = write_temp(
+        &dir,
+        "diamond.conf",
+        &format!(
+            "[server]\nhandlers = diamond.handler.graphite.GraphiteHandler\n\n\
+             [handlers]\n[[GraphiteHandler]]\nhost = 127.0.0.1\nport = 2003\n\n\
+             [collectors]\n[[default]]\nhostname = web01\npath_prefix = hosts\n\n\
+             [[UserScriptsCollector]]\nenabled = True\nscripts_path = {}\nfloatprecision = 2\n",
+            scripts.display()
+        ),
+    );
+    let (t, text, stderr) = migrated(&conf);
+    assert_eq!(get(&t, "collector.exec.path").as_str(), Some("."));
+    let queue = scripts.join("queue.sh").display().to_string();
+    assert_eq!(
+        get(&t, "collector.exec.queue_sh.command"),
+        &strs(&[queue.as_str()])
+    );
+    assert!(t["collector"]["exec"].get("README").is_none(), "{text}");
+    assert!(t["collector"]["exec"].get("lib").is_none(), "{text}");
+    assert!(stderr.contains("README: not executable"), "{stderr}");
+    assert!(stderr.contains("lib: not a file"), "{stderr}");
+    assert!(
+        stderr.contains("2 scripts, each an instance of carat's exec collector"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("floatprecision"), "{stderr}");
+
+    let config = write_temp(&dir, "carat.toml", &text);
+    let out = check(&config, &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = carat()
+        .args(["once", "--gap", "0.2", "-c"])
+        .arg(&config)
+        .output()
+        .expect("run carat once");
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Diamond's paths: <path_prefix>.<hostname>.<what the script printed>.
+    for path in ["hosts.web01.queue.depth 42 ", "hosts.web01.mail.spooled 7 "] {
+        assert!(lines.contains(path), "{path} missing from:\n{lines}");
+    }
+}

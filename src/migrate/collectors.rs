@@ -7,6 +7,12 @@ use super::values::{
 };
 use super::{NoteKind, Translator, COLLECTORS};
 
+/// Where Diamond's `UserScriptsCollector` looks for scripts by default.
+const DIAMOND_SCRIPTS_PATH: &str = "/etc/diamond/user_scripts/";
+
+/// Its default path: `.`, the metrics right under the host name.
+const DIAMOND_USER_SCRIPTS_PATH: &str = ".";
+
 impl Translator<'_> {
     /// Every collector section; returns how many instances were written.
     pub(super) fn collectors(&mut self, collectors: &Section, default: &Section) -> usize {
@@ -193,6 +199,12 @@ impl Translator<'_> {
                 }
             }
             "rabbitmq" => self.rabbitmq(&mut table, section, label),
+            "exec" => {
+                instances = self.user_scripts(&mut table, section, label);
+                if instances.is_empty() {
+                    return 0;
+                }
+            }
             "mongodb" => self.mongodb(&mut table, section, label),
             _ => self.no_subsections(section, label, kind),
         }
@@ -284,7 +296,8 @@ impl Translator<'_> {
                 "rabbitmq",
                 "host" | "scheme" | "user" | "password" | "queues" | "queues_ignored"
                 | "replace_dot" | "replace_slash",
-            ) => Ok(()),
+            )
+            | ("exec", "scripts_path") => Ok(()),
             _ => Err(collector_reason(kind, key)),
         };
         if let Err(m) = result {
@@ -376,6 +389,90 @@ impl Translator<'_> {
             }
         }
         groups
+    }
+
+    /// `UserScriptsCollector` → one `exec` instance per executable file of
+    /// its `scripts_path`, listed now, each published as Diamond did: at
+    /// the collector's path, `.` by default (right under the host name),
+    /// then the names the script prints.
+    pub(super) fn user_scripts(
+        &mut self,
+        table: &mut Table,
+        section: &Section,
+        label: &str,
+    ) -> Vec<(String, Table)> {
+        if section.get("path").is_none() {
+            table.set("path", text(DIAMOND_USER_SCRIPTS_PATH));
+        }
+        let dir = section
+            .get("scripts_path")
+            .map_or_else(|| DIAMOND_SCRIPTS_PATH.to_owned(), single);
+        let dir = self.resolve(dir.trim());
+        let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                self.note(
+                    NoteKind::NotTranslated,
+                    &section.origin,
+                    label,
+                    Some("scripts_path"),
+                    format!(
+                        "cannot list {}: {e}: no exec instance written (run migrate-diamond where the scripts are)",
+                        dir.display()
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        files.sort();
+        let mut instances: Vec<(String, Table)> = Vec::new();
+        for file in files {
+            use std::os::unix::fs::PermissionsExt;
+            let shown = file.display().to_string();
+            let why = match std::fs::metadata(&file) {
+                Ok(m) if !m.is_file() => Some("not a file"),
+                Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+                    Some("not executable (Diamond skips it too)")
+                }
+                Ok(_) => None,
+                Err(_) => Some("cannot be read"),
+            };
+            if let Some(why) = why {
+                self.note(
+                    NoteKind::NotTranslated,
+                    &section.origin,
+                    label,
+                    Some("scripts_path"),
+                    format!("{shown}: {why}: no exec instance for it"),
+                );
+                continue;
+            }
+            let stem = file
+                .file_name()
+                .map(|n| carat_collector::name::component(&n.to_string_lossy()))
+                .unwrap_or_default();
+            let mut name = stem.clone();
+            let mut n = 1;
+            while instances.iter().any(|(taken, _)| *taken == name) {
+                n += 1;
+                name = format!("{stem}_{n}");
+            }
+            let mut instance = Table::new(String::new());
+            instance.set("command", strings(&[shown]));
+            instances.push((name, instance));
+        }
+        self.note(
+            NoteKind::Note,
+            &section.origin,
+            label,
+            Some("scripts_path"),
+            format!(
+                "{}: {} scripts, each an instance of carat's exec collector, listed now                  (a script added later needs an instance of its own); their values are                  published as printed, not rounded to floatprecision",
+                dir.display(),
+                instances.len()
+            ),
+        );
+        instances
     }
 
     pub(super) fn secret(

@@ -106,6 +106,7 @@ pub const COLLECTORS: &[(&str, &str)] = &[
     ("HAProxyCollector", "haproxy"),
     ("MongoDBCollector", "mongodb"),
     ("RabbitMQCollector", "rabbitmq"),
+    ("UserScriptsCollector", "exec"),
 ];
 
 /// Diamond's default collector interval, in seconds.

@@ -161,6 +161,7 @@ pub(super) fn collector_reason(kind: &str, key: &str) -> String {
         ("mongodb", "replset_node_name") => "carat names a host by its alias (alias@host in hosts)",
         ("rabbitmq", "cluster") => "carat always publishes the cluster's figures (cluster.*)",
         ("rabbitmq", "query_individual_queues") => "carat reads every queue a page at a time from /api/queues",
+        ("exec", "floatprecision") => "carat publishes a script's values as it prints them",
         _ => "",
     };
     if known.is_empty() {
