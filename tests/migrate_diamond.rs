@@ -62,6 +62,21 @@ fn check(config: &Path, env: &[(&str, &str)]) -> Output {
     c.output().expect("run carat check-config")
 }
 
+/// `carat once --gap <gap>` on `config`, which must succeed: its lines.
+fn once(config: &Path, gap: &str) -> String {
+    let out = carat()
+        .args(["once", "--gap", gap, "-c"])
+        .arg(config)
+        .output()
+        .expect("run carat once");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
 fn write_temp(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write");
@@ -320,17 +335,7 @@ fn once_on_the_migrated_configuration_publishes_diamonds_paths() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = write_temp(&dir, "carat.toml", &text);
-    let out = carat()
-        .args(["once", "--gap", "0.5", "-c"])
-        .arg(&config)
-        .output()
-        .expect("run carat once");
-    let lines = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let lines = once(&config, "0.5");
     let paths: Vec<&str> = lines
         .lines()
         .map(|l| l.split(' ').next().unwrap_or(""))
@@ -461,17 +466,7 @@ fn user_scripts_become_exec_instances_at_diamonds_paths() {
         "{}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = carat()
-        .args(["once", "--gap", "0.2", "-c"])
-        .arg(&config)
-        .output()
-        .expect("run carat once");
-    let lines = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let lines = once(&config, "0.2");
     // Diamond's paths: <path_prefix>.<hostname>.<what the script printed>.
     for path in ["hosts.web01.queue.depth 42 ", "hosts.web01.mail.spooled 7 "] {
         assert!(lines.contains(path), "{path} missing from:\n{lines}");
