@@ -406,9 +406,13 @@ async fn a_daemon_that_exits_is_restarted_with_backoff_and_counted() {
     );
     let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps[0] >= 0.28, "restart_min after a 0.1 s run: {gaps:?}");
-    assert!(gaps[2] > gaps[0] * 1.8, "the delay doubles: {gaps:?}");
+    // Delays of 0.2, 0.4, 0.8 s after runs of 0.1 s: the third gap is
+    // three times the first; a machine under load adds to each gap alike.
+    assert!(gaps[2] > gaps[0] * 1.5, "the delay doubles: {gaps:?}");
+    // Capped at restart_max (0.8 s + the 0.1 s run); uncapped, the fourth
+    // gap would be 1.7 s.
     assert!(
-        gaps.iter().all(|g| *g < 1.3),
+        gaps.iter().all(|g| *g < 1.5),
         "at most restart_max: {gaps:?}"
     );
 }
