@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::agent::{collector_runs, AgentProcess};
+use support::agent::{collector_runs, rss_kib, AgentProcess};
 
 /// The agent's children (zombies included), its open descriptors and its
 /// resident memory: the fewest over a few looks, since a run in progress
@@ -27,12 +27,7 @@ fn footprint(pid: u32) -> (usize, usize, u64) {
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .count();
-        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap();
+        let rss = rss_kib(pid);
         least = (least.0.min(children), least.1.min(fds), least.2.min(rss));
         std::thread::sleep(Duration::from_millis(25));
     }

@@ -9,16 +9,8 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::agent::rss_kib;
 use support::sink::LineSink;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
-}
 
 /// The agent's long-lived descriptors: the fewest open over 20 looks 50 ms
 /// apart. A collector holds a few descriptors only while it runs (the

@@ -348,11 +348,7 @@ impl ServerFixture for MariaDb {
 /// `MYSQL_*` variables of whoever runs the tests.
 fn client_command() -> Command {
     let mut command = Command::new(MARIADB);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MYSQL") {
-            command.env_remove(&key);
-        }
-    }
+    supervised::clear_env_prefixed(&mut command, "MYSQL");
     // --no-defaults has to come first.
     command.args([
         "--no-defaults",

@@ -381,14 +381,9 @@ fn postmaster_status(pid_file: &Path) -> Option<(u32, String)> {
 }
 
 /// Removes the variables libpq and the server read (`PGHOST`, `PGDATA`,
-/// `PGPASSWORD`, …), so that the environment of whoever runs the tests
-/// cannot redirect them.
+/// `PGPASSWORD`, …).
 fn clear_pg_env(command: &mut Command) {
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PG") {
-            command.env_remove(&key);
-        }
-    }
+    supervised::clear_env_prefixed(command, "PG");
 }
 
 fn write_file(path: &Path, text: &str) {

@@ -233,6 +233,18 @@ pub fn output_within(mut command: Command, input: &str, limit: Duration) -> Resu
     result
 }
 
+/// Removes from `command`'s environment every variable of this process
+/// whose name starts with `prefix` (`PG`, `MYSQL`): a client or server a
+/// fixture runs reads them, and the environment of whoever runs the tests
+/// must not redirect it.
+pub fn clear_env_prefixed(command: &mut Command, prefix: &str) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with(prefix) {
+            command.env_remove(&key);
+        }
+    }
+}
+
 /// Runs a SQL client (`psql`, `mariadb`; `name` in messages) with `sql` on
 /// its stdin through [`output_within`] and returns what it wrote to stdout;
 /// panics with its stderr and the SQL when it fails, cannot start or takes
