@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::plan::{Plan, Spec, Wanted};
-use crate::config::OutputInstance;
+use crate::config::{OutputInstance, OutputSettings};
 use crate::output::{self, Fanout, Leftover};
 use crate::registry::BuildFn;
 use crate::scheduler;
@@ -61,7 +61,9 @@ struct RunningCollector {
 }
 
 struct RunningOutput {
-    instance: OutputInstance,
+    /// What a reload compares: the output's options (where they are
+    /// written in the file does not count).
+    settings: OutputSettings,
     started: output::Started,
 }
 
@@ -156,7 +158,7 @@ impl Running {
             let stats = self.stats.output(&name).unwrap_or_default();
             order.push((name.clone(), Arc::clone(&stats)));
             let started = match old.remove(&name) {
-                Some(running) if running.instance.settings == instance.settings => {
+                Some(running) if running.settings == instance.settings => {
                     tally.unchanged += 1;
                     self.outputs.insert(name, running);
                     continue;
@@ -180,8 +182,13 @@ impl Running {
                     output::start(&instance, stats, grace, None)
                 }
             };
-            self.outputs
-                .insert(name, RunningOutput { instance, started });
+            self.outputs.insert(
+                name,
+                RunningOutput {
+                    settings: instance.settings,
+                    started,
+                },
+            );
         }
         for (name, running) in old {
             tally.removed.push(name.clone());
@@ -269,9 +276,9 @@ impl Running {
     }
 
     async fn apply_health(&mut self, listen: String) {
-        if self.health.as_ref().map(|h| h.listen.as_str()) == Some(listen.as_str())
-            || (self.health.is_none() && listen.is_empty())
-        {
+        // Unchanged (none wanted, none running, included). An address that
+        // could not be bound before is tried again.
+        if self.health.as_ref().map_or("", |h| h.listen.as_str()) == listen {
             return;
         }
         if let Some(old) = self.health.take() {
