@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::process::Child;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout, Instant};
 
 use crate::lines::{Line, LineReader, StderrLog};
@@ -57,42 +56,31 @@ pub struct Since {
 /// The running supervisor of a daemon command.
 pub struct Daemon {
     since: Arc<Mutex<Since>>,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    /// Dropped with the collector: the supervisor then ends the command
+    /// (SIGTERM, then SIGKILL) and itself.
+    _stop: oneshot::Sender<()>,
 }
 
 impl Daemon {
     /// Starts the command under a supervisor task on the current runtime.
     pub fn start(launcher: Launcher, limits: Limits, instance: &str) -> Daemon {
         let since = Arc::new(Mutex::new(Since::default()));
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(
+        let (stop, stopped) = oneshot::channel();
+        // Not awaited: the supervisor ends when `_stop` is dropped, or with
+        // the runtime (its command's group is killed then, on drop).
+        tokio::spawn(supervise(
             launcher,
             limits,
             Arc::clone(&since),
             stopped,
             StderrLog::new(instance),
         ));
-        Daemon {
-            since,
-            stop,
-            task: Some(task),
-        }
+        Daemon { since, _stop: stop }
     }
 
     /// What happened since the last call.
     pub fn take(&self) -> Since {
         std::mem::take(&mut *lock(&self.since))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // The supervisor ends the command (SIGTERM, then SIGKILL) and
-        // itself. Without a runtime any more, dropping its task drops the
-        // command's group, which kills it.
-        let _ = self.stop.send(true);
-        drop(self.task.take());
     }
 }
 
@@ -114,7 +102,7 @@ async fn supervise(
     launcher: Launcher,
     limits: Limits,
     since: Arc<Mutex<Since>>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: oneshot::Receiver<()>,
     mut stderr: StderrLog,
 ) {
     let mut delay = limits.restart_min;
@@ -150,10 +138,7 @@ async fn supervise(
         }
         tokio::select! {
             () = sleep(delay) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
+            _ = &mut stop => return,
         }
         delay = (delay * 2).min(limits.restart_max);
     }
@@ -166,7 +151,7 @@ async fn run(
     launcher: &Launcher,
     limits: Limits,
     since: &Mutex<Since>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut oneshot::Receiver<()>,
     stderr: &mut StderrLog,
 ) -> Ended {
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
@@ -188,7 +173,7 @@ async fn run(
                 Ok(None) | Err(_) => err_open = false,
             },
             status = child.wait() => break status,
-            _ = stop.changed() => {
+            _ = &mut *stop => {
                 group.signal(libc::SIGTERM);
                 let _ = timeout(STOP_GRACE, child.wait()).await;
                 group.kill();
